@@ -1,0 +1,157 @@
+"""Throughput benchmarks for the data stages (prints a table, writes JSON). Not a test.
+
+    python -m genesis_rna.bench parse annotate [--fasta FILE] [--json results/bench.json]
+
+parse     FASTA records/s and peak RSS for FILE and for a 10x larger file made from it
+          (peak RSS must not grow with corpus size: the stage streams).
+annotate  sequences/s of the annotate stage (1 shard, 1 process) against raw ``RNA.fold`` on
+          the same sequences (the stage's overhead), and 2 shards on 2 cores against 1.
+Each measurement runs in a fresh Python process so peak RSS is its own.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from genesis_rna.atomic import write_json
+from genesis_rna.tables import SEQUENCES
+
+DEFAULT_FASTA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rfam14.9_seed.fasta.gz"
+
+
+def _child(argv: list[str]) -> None:
+    """Run one measurement in this process and print its JSON result."""
+    kind, *rest = argv
+    t0 = time.perf_counter()
+    if kind == "parse":
+        from genesis_rna.fasta import parse_fasta
+
+        src, out = Path(rest[0]), Path(rest[1])
+        stats = parse_fasta(src, out / "s.parquet", out / "r.parquet", out / "s.json",
+                            min_length=1, max_length=100_000, progress=False)
+        n = stats["records_read"]
+    elif kind == "rawfold":
+        import RNA
+
+        seqs = pq.read_table(rest[0], columns=["sequence"]).column(0).to_pylist()
+        for s in seqs:
+            RNA.fold(s)
+        n = len(seqs)
+    elif kind == "annotate":
+        from genesis_rna.annotate import annotate_shard
+
+        shard, out = Path(rest[0]), Path(rest[1])
+        annotate_shard(shard, out / f"{shard.stem}.ann.parquet", out / f"{shard.stem}.rej.parquet",
+                       threads=1, progress=False)
+        n = pq.ParquetFile(shard).metadata.num_rows
+    else:
+        raise SystemExit(f"unknown measurement {kind}")
+    seconds = time.perf_counter() - t0
+    rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    print(json.dumps({"records": n, "seconds": seconds, "peak_rss_mb": rss_mb}))
+
+
+def _measure(*args: str) -> dict:
+    out = subprocess.run([sys.executable, "-m", "genesis_rna.bench", "_child", *args],
+                         capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def bench_parse(fasta: Path, work: Path) -> list[dict]:
+    big = work / "x10.fasta.gz"
+    with gzip.open(big, "wb", compresslevel=1) as fout:
+        for rep in range(10):
+            # Rename records so the copies are not merged as duplicate ids; sequences stay the
+            # same, so the 10x file also exercises exact-duplicate bookkeeping at scale.
+            with gzip.open(fasta, "rb") if str(fasta).endswith(".gz") else open(fasta, "rb") as fin:
+                for line in fin:
+                    fout.write(line.replace(b">", f">r{rep}_".encode(), 1) if line[:1] == b">" else line)
+    rows = []
+    for label, path in (("1x", fasta), ("10x", big)):
+        d = work / f"parse_{label}"
+        d.mkdir()
+        m = _measure("parse", str(path), str(d))
+        rows.append({"bench": "parse", "input": label, **m, "records_per_s": m["records"] / m["seconds"]})
+    return rows
+
+
+def bench_annotate(fasta: Path, work: Path, n: int = 1200, max_len: int = 400) -> list[dict]:
+    from genesis_rna.annotate import scatter_sequences
+    from genesis_rna.fasta import parse_fasta
+
+    d = work / "ann"
+    d.mkdir()
+    parse_fasta(fasta, d / "all.parquet", d / "rej.parquet", d / "stats.json",
+                max_length=max_len, progress=False)
+    table = pq.read_table(d / "all.parquet")
+    step = max(1, table.num_rows // n)
+    sample = table.take(pa.array(range(0, table.num_rows, step))[:n]).cast(SEQUENCES)
+    pq.write_table(sample, d / "sample.parquet")
+    raw = _measure("rawfold", str(d / "sample.parquet"))
+    one = _measure("annotate", str(d / "sample.parquet"), str(d))
+    halves = [d / "h1.parquet", d / "h2.parquet"]
+    scatter_sequences(d / "sample.parquet", halves)
+    t0 = time.perf_counter()
+    procs = [subprocess.Popen([sys.executable, "-m", "genesis_rna.bench", "_child", "annotate",
+                               str(h), str(d)], stdout=subprocess.PIPE) for h in halves]
+    for p in procs:
+        p.communicate()
+    two_wall = time.perf_counter() - t0
+    nseq = raw["records"]
+    return [
+        {"bench": "annotate", "mode": "raw RNA.fold, 1 core", "records": nseq, "seconds": raw["seconds"],
+         "records_per_s": nseq / raw["seconds"]},
+        {"bench": "annotate", "mode": "annotate stage, 1 shard", "records": nseq, "seconds": one["seconds"],
+         "records_per_s": nseq / one["seconds"], "overhead_vs_raw": one["seconds"] / raw["seconds"] - 1},
+        {"bench": "annotate", "mode": "annotate stage, 2 shards on 2 cores", "records": nseq,
+         "seconds": two_wall, "records_per_s": nseq / two_wall, "speedup_vs_1": one["seconds"] / two_wall},
+    ]
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["_child"]:
+        _child(argv[1:])
+        return 0
+    ap = argparse.ArgumentParser(prog="python -m genesis_rna.bench", description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", nargs="+", choices=["parse", "annotate"])
+    ap.add_argument("--fasta", type=Path, default=DEFAULT_FASTA)
+    ap.add_argument("--json", type=Path, default=Path("results/bench/bench.json"))
+    ap.add_argument("--annotate_n", type=int, default=1200)
+    args = ap.parse_args(argv)
+    if not args.fasta.exists():
+        ap.error(f"--fasta {args.fasta} not found (default is ../shared/data/rfam14.9_seed.fasta.gz)")
+    rows: list[dict] = []
+    with tempfile.TemporaryDirectory(prefix="genesis_bench_") as tmp:
+        if "parse" in args.what:
+            rows += bench_parse(args.fasta, Path(tmp))
+        if "annotate" in args.what:
+            rows += bench_annotate(args.fasta, Path(tmp), n=args.annotate_n)
+    for r in rows:
+        extra = {k: v for k, v in r.items() if k not in ("bench", "records", "seconds", "records_per_s")}
+        print(f"{r['bench']:9s} {r['records']:>9d} rec {r['seconds']:8.2f} s "
+              f"{r['records_per_s']:10.1f} rec/s  " + "  ".join(
+                  f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items()))
+    write_json(args.json, {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
+                                       "python": platform.python_version()},
+                           "fasta": str(args.fasta), "results": rows})
+    print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

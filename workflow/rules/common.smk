@@ -1,0 +1,37 @@
+# Paths and config helpers shared by the rule files.
+import os
+import re
+
+RESULTS = config["results"]
+_URL = re.compile(r"^(https?|ftp)://", re.IGNORECASE)
+
+
+def corpus_source():
+    """The corpus URL or local path the config asks for (rnacentral shortcut included)."""
+    corpus = config["corpus"]
+    if corpus.get("rnacentral"):
+        from genesis_rna.download import rnacentral_url
+
+        rc = corpus["rnacentral"]
+        return rnacentral_url(rc["release"], rc["file"])
+    if not corpus.get("source"):
+        raise ValueError(
+            "config key 'corpus.source': set a FASTA path or URL, or corpus.rnacentral"
+        )
+    return corpus["source"]
+
+
+def corpus_is_local():
+    return not _URL.match(corpus_source())
+
+
+def corpus_path():
+    """results/corpus/corpus.fasta(.gz): the suffix follows the source's compression."""
+    gz = corpus_source().lower().endswith(".gz")
+    return f"{RESULTS}/corpus/corpus.fasta" + (".gz" if gz else "")
+
+
+def split_outputs():
+    return expand(
+        f"{RESULTS}/split/{{name}}.parquet", name=["train", "val", "test", "removed"]
+    ) + [f"{RESULTS}/split/split_report.json"]
