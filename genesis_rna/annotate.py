@@ -144,7 +144,11 @@ def annotate_shard(
                 raise ConfigError("structures.provided_path", "required when structures.source is 'provided'")
             wanted = {row["id"] for row in _iter_rows(shard)}
             # Only this shard's ids are kept in memory, so memory scales with the shard.
-            provided = {i: db for i, db in read_provided_structures(provided_path) if i in wanted}
+            # The first structure listed for an id wins, as the first record does in parse_fasta.
+            provided: dict[str, str] = {}
+            for i, db in read_provided_structures(provided_path):
+                if i in wanted:
+                    provided.setdefault(i, db)
             label = f"provided:{Path(provided_path).name}"
             for row in _iter_rows(shard):
                 bar.update(1)

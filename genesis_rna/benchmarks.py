@@ -32,7 +32,7 @@ def iter_benchmark_records(path: str | Path) -> Iterator[structures.StructureRec
         cts = [p for p in files if p.suffix.lower() == ".ct"]
         if cts:
             for ct in cts:
-                yield from structures.read_ct(ct)
+                yield from structures.read_ct(ct, family=structures.family_from_filename(ct.name))
             return
         raise InputFileError(path, "folder holds no .bpseq or .ct files")
     if name.endswith((".tar.gz", ".tgz", ".tar")):

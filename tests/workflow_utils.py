@@ -15,9 +15,10 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 
 
 def copy_workflow(dest: Path) -> Path:
-    """Copy what a user clones (workflow/, config/, resources/) into ``dest``."""
+    """Copy what a user clones (workflow/, config/, resources/, environment.yml) into ``dest``."""
     for name in ("workflow", "config", "resources"):
         shutil.copytree(REPO / name, dest / name, ignore=shutil.ignore_patterns("__pycache__"))
+    shutil.copy(REPO / "environment.yml", dest / "environment.yml")
     return dest
 
 

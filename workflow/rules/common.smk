@@ -35,3 +35,12 @@ def split_outputs():
     return expand(
         f"{RESULTS}/split/{{name}}.parquet", name=["train", "val", "test", "removed"]
     ) + [f"{RESULTS}/split/split_report.json"]
+
+
+def train_overrides():
+    """Trainer flags for the train.* keys that override the trainer config file."""
+    flags = []
+    for key in ("num_epochs", "model_size"):
+        if config["train"].get(key) is not None:
+            flags.append(f"--{key} {config['train'][key]}")
+    return " ".join(flags)
