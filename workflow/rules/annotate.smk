@@ -12,10 +12,10 @@ rule scatter_sequences:
         shards=scatter.annotate(
             f"{RESULTS}/annotate/shards/{{scatteritem}}.sequences.parquet"
         ),
-    conda:
-        "../../environment.yml"
     log:
         f"{RESULTS}/logs/scatter_sequences.log",
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/scatter_sequences.py"
 
@@ -31,12 +31,12 @@ rule annotate_shard:
     output:
         annotations=f"{RESULTS}/annotate/shards/{{scatteritem}}.annotations.parquet",
         rejected=f"{RESULTS}/annotate/shards/{{scatteritem}}.rejected.parquet",
-    conda:
-        "../../environment.yml"
     log:
         f"{RESULTS}/logs/annotate_shard/{{scatteritem}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/annotate_shard/{{scatteritem}}.tsv"
+    conda:
+        "../../environment.yml"
     threads: config["annotate"]["threads"]
     params:
         source=config["structures"]["source"],
@@ -58,9 +58,9 @@ rule gather_annotations:
     output:
         annotations=f"{RESULTS}/annotate/annotations.parquet",
         rejected=f"{RESULTS}/annotate/rejected.parquet",
-    conda:
-        "../../environment.yml"
     log:
         f"{RESULTS}/logs/gather_annotations.log",
+    conda:
+        "../../environment.yml"
     script:
         "../scripts/gather_annotations.py"

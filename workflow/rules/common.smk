@@ -44,3 +44,10 @@ def train_overrides():
         if config["train"].get(key) is not None:
             flags.append(f"--{key} {config['train'][key]}")
     return " ".join(flags)
+
+
+def package_source(module):
+    """Path of a genesis_rna module's source file, so rules can depend on that code."""
+    import importlib.util
+
+    return importlib.util.find_spec(module).origin

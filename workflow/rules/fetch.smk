@@ -5,11 +5,11 @@ rule fetch_corpus:
     output:
         corpus=corpus_path(),
         manifest=f"{RESULTS}/corpus/manifest.json",
-    conda:
-        "../../environment.yml"
     log:
         f"{RESULTS}/logs/fetch_corpus.log",
     retries: 0
+    conda:
+        "../../environment.yml"
     params:
         source=corpus_source(),
         sha256=config["corpus"]["sha256"],

@@ -5,12 +5,12 @@ rule parse_fasta:
         sequences=f"{RESULTS}/sequences/sequences.parquet",
         rejected=f"{RESULTS}/sequences/rejected.parquet",
         stats=f"{RESULTS}/sequences/stats.json",
-    conda:
-        "../../environment.yml"
     log:
         f"{RESULTS}/logs/parse_fasta.log",
     benchmark:
         f"{RESULTS}/benchmarks/parse_fasta.tsv"
+    conda:
+        "../../environment.yml"
     params:
         min_length=config["parse"]["min_length"],
         max_length=config["parse"]["max_length"],

@@ -8,12 +8,12 @@ rule split_dataset:
         test=f"{RESULTS}/split/test.parquet",
         removed=f"{RESULTS}/split/removed.parquet",
         report=f"{RESULTS}/split/split_report.json",
-    conda:
-        "../../environment.yml"
     log:
         f"{RESULTS}/logs/split_dataset.log",
     benchmark:
         f"{RESULTS}/benchmarks/split_dataset.tsv"
+    conda:
+        "../../environment.yml"
     threads: config["split"]["threads"]
     params:
         method=config["split"]["method"],

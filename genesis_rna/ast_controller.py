@@ -1,0 +1,122 @@
+"""Adaptive Sparse Training (AST): train each batch only on its most significant samples.
+
+Significance is the loss last seen for that sample (its weighted multi-task loss from the
+last time it was trained), divided by a running mean of recent losses so that the threshold is
+dimensionless and does not drift as the loss falls. Samples never seen yet are always
+selected, so every sample is trained at least once and has a memory.
+
+Why loss memory rather than a no-grad scoring forward: a forward pass costs about a third of
+forward+backward, so scoring every sample would spend ~0.33 of the full cost before training
+the selected 40%, leaving ~0.73 of the AST-off cost instead of ~0.4. The memory costs nothing
+(the loss comes out of the training forward anyway), and a stale memory is itself a useful
+signal: samples not trained for a while keep the higher loss they had earlier and come back.
+
+The threshold is set by a PI controller on the log scale. The measured activation rate (the
+fraction of already-seen samples selected; forced picks of unseen samples are not the
+controller's doing) is smoothed by an EMA; error = target - ema; the integral is clamped
+(anti-windup), so a long saturated stretch (e.g. the first epoch, all unseen) cannot wind it
+up; log threshold = -(kp * error + ki * integral).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+
+class ASTController:
+    def __init__(self, n_samples: int, target: float = 0.4, kp: float = 2.0, ki: float = 0.2,
+                 smoothing: float = 0.8, integral_limit: float | None = None):
+        if not 0 < target <= 1:
+            raise ValueError(f"target activation must be in (0, 1], got {target}")
+        self.target = target
+        self.kp, self.ki, self.smoothing = kp, ki, smoothing
+        # the integral alone may move the threshold by at most a factor e^4 either way
+        self.integral_limit = integral_limit if integral_limit is not None else 4.0 / ki
+        self.memory = torch.full((n_samples,), float("nan"), dtype=torch.float32)
+        self.log_threshold = 0.0
+        self.integral = 0.0
+        self.ema_rate = target
+        self.scale = float("nan")  # running mean of recorded per-sample losses
+        self.reset_epoch()
+
+    @property
+    def threshold(self) -> float:
+        return math.exp(self.log_threshold)
+
+    def reset_epoch(self) -> None:
+        self.epoch_samples = 0
+        self.epoch_selected = 0
+        self.epoch_tokens = 0
+        self.epoch_tokens_skipped = 0
+
+    def significance(self, indices: torch.Tensor) -> torch.Tensor:
+        """[B] loss memory / running mean loss (NaN for unseen samples)."""
+        return self.memory[indices.cpu()] / self.scale
+
+    def select(self, indices: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """[B] bool mask of samples to train; also steps the controller and epoch counters."""
+        sig = self.significance(indices)
+        unseen = torch.isnan(sig)
+        chosen = unseen | (sig >= self.threshold)
+        if not chosen.any():  # every batch trains on at least one sample: the most significant
+            chosen[int(torch.argmax(sig))] = True
+        seen = ~unseen
+        if seen.any():
+            self._control(float(chosen[seen].float().mean()))
+        self.epoch_samples += len(chosen)
+        self.epoch_selected += int(chosen.sum())
+        if lengths is not None:
+            lengths = lengths.cpu()
+            self.epoch_tokens += int(lengths.sum())
+            self.epoch_tokens_skipped += int(lengths[~chosen].sum())
+        return chosen
+
+    def _control(self, rate: float) -> None:
+        self.ema_rate = self.smoothing * self.ema_rate + (1 - self.smoothing) * rate
+        error = self.target - self.ema_rate
+        self.integral = min(max(self.integral + error, -self.integral_limit), self.integral_limit)
+        self.log_threshold = -(self.kp * error + self.ki * self.integral)
+
+    def record(self, indices: torch.Tensor, losses: torch.Tensor) -> None:
+        """Remember the per-sample losses of the samples just trained (finite ones only)."""
+        losses = losses.detach().float().cpu()
+        ok = torch.isfinite(losses)
+        if not ok.any():
+            return
+        self.memory[indices.cpu()[ok]] = losses[ok]
+        batch_mean = float(losses[ok].mean())
+        self.scale = batch_mean if math.isnan(self.scale) else 0.95 * self.scale + 0.05 * batch_mean
+
+    def epoch_activation_rate(self) -> float:
+        return self.epoch_selected / self.epoch_samples if self.epoch_samples else 0.0
+
+    def state_dict(self) -> dict:
+        return {
+            "memory": self.memory.clone(),
+            "log_threshold": self.log_threshold,
+            "integral": self.integral,
+            "ema_rate": self.ema_rate,
+            "scale": self.scale,
+            "epoch": [self.epoch_samples, self.epoch_selected, self.epoch_tokens,
+                      self.epoch_tokens_skipped],
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        if state["memory"].shape != self.memory.shape:
+            raise ValueError(
+                f"AST memory holds {state['memory'].shape[0]} samples, data has {self.memory.shape[0]}")
+        self.memory = state["memory"].clone()
+        self.log_threshold = float(state["log_threshold"])
+        self.integral = float(state["integral"])
+        self.ema_rate = float(state["ema_rate"])
+        self.scale = float(state["scale"])
+        (self.epoch_samples, self.epoch_selected, self.epoch_tokens,
+         self.epoch_tokens_skipped) = (int(x) for x in state["epoch"])
+
+    def summary(self) -> str:
+        return (f"AST: activation {self.epoch_activation_rate():.3f} (target {self.target:.2f}), "
+                f"skipped {self.epoch_samples - self.epoch_selected}/{self.epoch_samples} samples, "
+                f"{self.epoch_tokens_skipped}/{self.epoch_tokens} nt; threshold "
+                f"{self.threshold:.3f} x mean loss, integral {self.integral:.2f}")

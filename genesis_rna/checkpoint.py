@@ -1,0 +1,113 @@
+"""Checkpoints: atomic writes, safe loading (weights_only=True), rotation, fallback, RNG state.
+
+A checkpoint is a dict of tensors, numbers, strings, lists and dicts only, so
+``torch.load(weights_only=True)`` can read it and no pickle payload can run code on load.
+"""
+
+from __future__ import annotations
+
+import random
+import re
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from genesis_rna.atomic import atomic_path
+from genesis_rna.model import GenesisRNA, ModelConfig
+from genesis_rna.tokenization import Tokenizer
+
+CHECKPOINT_RE = re.compile(r"^ckpt_step(\d{9})\.pt$")
+
+
+def save_checkpoint(path: str | Path, state: dict) -> None:
+    """Write ``state`` to ``path`` atomically (temp file, fsync, rename)."""
+    with atomic_path(path) as tmp:
+        torch.save(state, tmp)
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
+    """Load with ``weights_only=True``: anything but plain data raises an UnpicklingError."""
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+class CheckpointManager:
+    """Numbered checkpoints in one folder; keeps the newest ``keep``; resumes from the newest
+    one that loads, warning about (and skipping) any that is truncated or corrupt."""
+
+    def __init__(self, directory: str | Path, keep: int = 2):
+        self.directory = Path(directory)
+        self.keep = keep
+
+    def path_for(self, step: int) -> Path:
+        return self.directory / f"ckpt_step{step:09d}.pt"
+
+    def list(self) -> list[Path]:
+        """Checkpoint files, newest (highest step) first."""
+        if not self.directory.is_dir():
+            return []
+        found = [p for p in self.directory.iterdir() if CHECKPOINT_RE.match(p.name)]
+        return sorted(found, key=lambda p: int(CHECKPOINT_RE.match(p.name).group(1)), reverse=True)
+
+    def save(self, step: int, state: dict) -> Path:
+        path = self.path_for(step)
+        save_checkpoint(path, state)
+        for old in self.list()[self.keep :]:
+            old.unlink(missing_ok=True)
+        return path
+
+    def load_latest(self) -> tuple[Path, dict] | None:
+        for path in self.list():
+            try:
+                return path, load_checkpoint(path)
+            except Exception as exc:  # truncated zip, bad pickle, refused payload: try older
+                warnings.warn(f"checkpoint {path} is unreadable ({type(exc).__name__}: {exc}); "
+                              "falling back to the previous checkpoint", stacklevel=2)
+        return None
+
+    def clear(self) -> None:
+        for path in self.list():
+            path.unlink(missing_ok=True)
+
+
+def capture_rng_state() -> dict:
+    """Torch (CPU and CUDA), numpy and python RNG states as tensors, lists and ints."""
+    np_state = np.random.get_state()
+    py_state = random.getstate()
+    state = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"keys": torch.from_numpy(np_state[1].astype(np.int64)), "pos": int(np_state[2]),
+                  "has_gauss": int(np_state[3]), "cached_gaussian": float(np_state[4])},
+        "python": {"version": py_state[0], "state": list(py_state[1]),
+                   "gauss_next": py_state[2]},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict) -> None:
+    torch.set_rng_state(state["torch"])
+    npst = state["numpy"]
+    np.random.set_state(("MT19937", npst["keys"].numpy().astype(np.uint32), npst["pos"],
+                         npst["has_gauss"], npst["cached_gaussian"]))
+    py = state["python"]
+    random.setstate((py["version"], tuple(py["state"]), py["gauss_next"]))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def load_model(path: str | Path, device: str | torch.device = "cpu"
+               ) -> tuple[GenesisRNA, Tokenizer, dict, float]:
+    """Load a final ``model.pt`` for inference.
+
+    Returns (model in eval mode on ``device``, tokenizer, resolved training config dict,
+    tuned pair-probability threshold).
+    """
+    state = load_checkpoint(path, map_location=device)
+    model = GenesisRNA(ModelConfig(**state["model_config"]))
+    model.load_state_dict(state["model"])
+    model.to(device).eval()
+    return model, Tokenizer.from_dict(state["tokenizer"]), state["config"], float(
+        state["pair_threshold"])

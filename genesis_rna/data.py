@@ -1,0 +1,311 @@
+"""Training data: split tables -> length-bucketed, masked, cropped batches.
+
+Every random choice (crop window, masked positions, replacement tokens) comes from a numpy
+generator seeded by (seed, epoch, sample index) in training and by (seed, sample id) in
+validation. A batch is therefore a pure function of (seed, epoch, batch position): it does not
+depend on worker processes, on the global RNG, or on where a run was resumed, which is what
+makes exact resume possible. Validation masks are the same every epoch, so epochs compare.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+import torch
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from genesis_rna.errors import InputFileError
+from genesis_rna.tokenization import (
+    A_ID,
+    CLS_ID,
+    MASK_ID,
+    PAD_ID,
+    SEP_ID,
+    STRUCTURE_CLASSES,
+    VOCAB,
+    normalize_sequence,
+)
+
+IGNORE_INDEX = -100  # torch cross_entropy's default ignore_index
+
+# Byte -> token id lookup for already-normalized sequences (255 = not a normalized letter).
+_TOKEN_LUT = np.full(256, 255, dtype=np.uint8)
+for _k, _tok in enumerate(VOCAB):
+    if len(_tok) == 1:
+        _TOKEN_LUT[ord(_tok)] = _k
+_ELEMENT_LUT = np.full(256, 255, dtype=np.uint8)
+for _k, _c in enumerate(STRUCTURE_CLASSES):
+    _ELEMENT_LUT[ord(_c)] = _k
+
+
+@dataclass
+class SplitData:
+    """One split held as compact numpy arrays (uint8 tokens and labels, int32 pairs)."""
+
+    ids: list[str]
+    tokens: list[np.ndarray]  # per sequence [n] uint8 nucleotide ids, no special tokens
+    elements: list[np.ndarray]  # per sequence [n] uint8 structure class ids
+    pairs: list[np.ndarray]  # per sequence [k, 2] int32, 0-based, i < j
+    lengths: np.ndarray  # [N] int64
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def sequences(self) -> list[str]:
+        return ["".join(VOCAB[t] for t in toks) for toks in self.tokens]
+
+
+def _encode_row(path: Path, row: int, rid: str, seq: str) -> np.ndarray:
+    arr = _TOKEN_LUT[np.frombuffer(seq.encode("ascii", "replace"), dtype=np.uint8)]
+    if (arr == 255).any():  # not normalized yet: apply the tokenizer policy (or name the char)
+        try:
+            seq = normalize_sequence(seq)
+        except ValueError as exc:
+            raise InputFileError(path, f"row {row} (id {rid}): {exc}") from None
+        arr = _TOKEN_LUT[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+    return arr
+
+
+def load_split(path: str | Path) -> SplitData:
+    """Read a split table (schema ``tables.SPLITS``) and validate labels against sequences."""
+    path = Path(path)
+    if not path.exists():
+        raise InputFileError(path, "split table not found")
+    table = pq.read_table(path, columns=["id", "sequence", "elements", "pair_i", "pair_j"])
+    ids = table.column("id").to_pylist()
+    seqs = table.column("sequence").to_pylist()
+    elems = table.column("elements").to_pylist()
+    pis = table.column("pair_i").to_pylist()
+    pjs = table.column("pair_j").to_pylist()
+    tokens, elements, pairs = [], [], []
+    for row, (rid, seq, el, pi, pj) in enumerate(zip(ids, seqs, elems, pis, pjs, strict=True)):
+        toks = _encode_row(path, row, rid, seq)
+        n = len(toks)
+        if el is None or len(el) != n:
+            got = "missing" if el is None else f"length {len(el)}"
+            raise InputFileError(path, f"row {row} (id {rid}): elements {got}, sequence length {n}")
+        lab = _ELEMENT_LUT[np.frombuffer(el.encode("ascii", "replace"), dtype=np.uint8)]
+        if (lab == 255).any():
+            pos = int(np.argmax(lab == 255))
+            raise InputFileError(
+                path, f"row {row} (id {rid}): element {el[pos]!r} at {pos} not in {STRUCTURE_CLASSES}"
+            )
+        p = np.stack([np.asarray(pi or [], np.int32), np.asarray(pj or [], np.int32)], axis=1)
+        if len(p) and not ((p[:, 0] >= 0).all() and (p[:, 0] < p[:, 1]).all() and (p[:, 1] < n).all()):
+            raise InputFileError(path, f"row {row} (id {rid}): pairs must satisfy 0 <= i < j < {n}")
+        tokens.append(toks)
+        elements.append(lab)
+        pairs.append(p)
+    lengths = np.array([len(t) for t in tokens], dtype=np.int64)
+    return SplitData(ids, tokens, elements, pairs, lengths)
+
+
+def _round_up(n: int, multiple: int) -> int:
+    return -(-n // multiple) * multiple
+
+
+def bucket_length(n_tokens: int, max_len: int, multiple: int) -> int:
+    """Padded batch width: round up to a multiple so few distinct shapes reach the kernels."""
+    return min(max_len, _round_up(n_tokens, multiple))
+
+
+class RNADataset(Dataset):
+    """Items are addressed as (epoch, index) so that the epoch reaches worker processes."""
+
+    def __init__(self, data: SplitData, max_len: int, mask_prob: float, seed: int, train: bool):
+        self.data = data
+        self.window = max_len - 2  # room for CLS and SEP
+        self.mask_prob = mask_prob
+        self.seed = seed
+        self.train = train
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+    def _rng(self, epoch: int, idx: int) -> np.random.Generator:
+        if self.train:
+            return np.random.default_rng([self.seed, epoch, idx])
+        # Validation: fixed per sample id, identical every epoch.
+        return np.random.default_rng([self.seed, zlib.crc32(self.data.ids[idx].encode())])
+
+    def __getitem__(self, key: tuple[int, int]) -> dict:
+        epoch, idx = key
+        rng = self._rng(epoch, idx)
+        toks = self.data.tokens[idx]
+        labels = self.data.elements[idx]
+        pairs = self.data.pairs[idx]
+        n = len(toks)
+        start = 0
+        if n > self.window:  # crop: random window in training, the first window in validation
+            if self.train:
+                start = int(rng.integers(0, n - self.window + 1))
+            n = self.window
+            toks = toks[start : start + n]
+            labels = labels[start : start + n]
+            keep = (pairs[:, 0] >= start) & (pairs[:, 1] < start + n)
+            pairs = pairs[keep] - start
+        seq = toks.astype(np.int64)
+        inp = seq.copy()
+        masked = rng.random(n) < self.mask_prob
+        if not masked.any():
+            masked[int(rng.integers(0, n))] = True
+        action = rng.random(n)
+        random_nt = rng.integers(A_ID, A_ID + 4, size=n)  # A C G U
+        inp[masked & (action < 0.8)] = MASK_ID
+        swap = masked & (action >= 0.8) & (action < 0.9)
+        inp[swap] = random_nt[swap]
+        mlm = np.where(masked, seq, IGNORE_INDEX)
+        return {
+            "index": idx,
+            "input": inp,
+            "seq": seq,
+            "mlm": mlm,
+            "struct": labels.astype(np.int64),
+            "pairs": pairs,
+        }
+
+
+def collate(samples: Sequence[dict], max_len: int, bucket_multiple: int) -> dict[str, torch.Tensor]:
+    """Pad to the bucket width; place CLS at 0 and SEP after the last nucleotide.
+
+    The dense pair map is built here, per batch, from the sparse pair list.
+    """
+    b = len(samples)
+    width = bucket_length(max(len(s["seq"]) for s in samples) + 2, max_len, bucket_multiple)
+    tokens = torch.full((b, width), PAD_ID, dtype=torch.long)
+    seq_tokens = torch.full((b, width), PAD_ID, dtype=torch.long)
+    mlm = torch.full((b, width), IGNORE_INDEX, dtype=torch.long)
+    struct = torch.full((b, width), IGNORE_INDEX, dtype=torch.long)
+    pair_target = torch.zeros((b, width, width), dtype=torch.bool)
+    lengths = torch.zeros(b, dtype=torch.long)
+    for k, s in enumerate(samples):
+        n = len(s["seq"])
+        lengths[k] = n
+        for dst, arr in ((tokens, s["input"]), (seq_tokens, s["seq"])):
+            dst[k, 0] = CLS_ID
+            dst[k, 1 : n + 1] = torch.from_numpy(arr)
+            dst[k, n + 1] = SEP_ID
+        mlm[k, 1 : n + 1] = torch.from_numpy(s["mlm"])
+        struct[k, 1 : n + 1] = torch.from_numpy(s["struct"])
+        if len(s["pairs"]):
+            p = torch.from_numpy(s["pairs"].astype(np.int64)) + 1  # token coordinates
+            pair_target[k, p[:, 0], p[:, 1]] = True
+            pair_target[k, p[:, 1], p[:, 0]] = True
+    pos = torch.arange(width)
+    attention_mask = pos[None, :] < (lengths[:, None] + 2)
+    nucleotide_mask = (pos[None, :] >= 1) & (pos[None, :] <= lengths[:, None])
+    return {
+        "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
+        "tokens": tokens,  # [B, T] model input (masked)
+        "seq_tokens": seq_tokens,  # [B, T] unmasked sequence (for pair post-processing)
+        "attention_mask": attention_mask,  # [B, T] real tokens incl. CLS/SEP
+        "nucleotide_mask": nucleotide_mask,  # [B, T] nucleotides only
+        "mlm_labels": mlm,  # [B, T] original id at masked positions, else -100
+        "struct_labels": struct,  # [B, T] class id at nucleotides, else -100
+        "pair_target": pair_target,  # [B, T, T] symmetric
+        "lengths": lengths,  # [B] nucleotides per sample
+    }
+
+
+def subset_batch(batch: dict[str, torch.Tensor], rows: torch.Tensor, bucket_multiple: int) -> dict:
+    """Rows ``rows`` of a batch, re-trimmed to their own bucket width (AST sub-batches)."""
+    width = batch["tokens"].shape[1]
+    new_w = bucket_length(int(batch["lengths"][rows].max()) + 2, width, bucket_multiple)
+    out = {}
+    for key, val in batch.items():
+        v = val[rows]
+        if key == "pair_target":
+            v = v[:, :new_w, :new_w]
+        elif v.dim() == 2:
+            v = v[:, :new_w]
+        out[key] = v
+    return out
+
+
+class BucketBatchSampler(Sampler):
+    """Length-bucketed batches in an order fixed by (seed, epoch).
+
+    Training: shuffle, cut into chunks of ``chunk_batches`` batches, sort each chunk by length,
+    cut into batches, shuffle batch order. Similar lengths share a batch (little padding) while
+    the data order stays random. Validation: one global length sort, no shuffling.
+    ``set_epoch(epoch, start_batch)`` lets a resumed run skip the batches it already trained.
+    """
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, shuffle: bool,
+                 chunk_batches: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.shuffle = shuffle
+        self.chunk_batches = chunk_batches
+        self.epoch = 0
+        self.start_batch = 0
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        n = len(self.lengths)
+        bs = self.batch_size
+        if not self.shuffle:
+            order = np.argsort(self.lengths, kind="stable")
+            return [order[k : k + bs].tolist() for k in range(0, n, bs)]
+        rng = np.random.default_rng([self.seed, epoch, 7])
+        perm = rng.permutation(n)
+        chunk = bs * self.chunk_batches
+        batches = []
+        for c in range(0, n, chunk):
+            part = perm[c : c + chunk]
+            part = part[np.argsort(self.lengths[part], kind="stable")]
+            batches.extend(part[k : k + bs].tolist() for k in range(0, len(part), bs))
+        return [batches[k] for k in rng.permutation(len(batches))]
+
+    def num_batches(self) -> int:
+        return -(-len(self.lengths) // self.batch_size)
+
+    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
+        self.epoch = epoch
+        self.start_batch = start_batch
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        for batch in self.epoch_batches(self.epoch)[self.start_batch :]:
+            yield [(self.epoch, i) for i in batch]
+
+    def __len__(self) -> int:
+        return self.num_batches() - self.start_batch
+
+
+def make_loader(dataset: RNADataset, sampler: BucketBatchSampler, max_len: int,
+                bucket_multiple: int, num_workers: int, seed: int, pin_memory: bool = False
+                ) -> DataLoader:
+    # A private generator keeps the DataLoader from drawing on the global torch RNG, whose
+    # state must depend only on the training steps taken (exact resume).
+    return DataLoader(
+        dataset,
+        batch_sampler=sampler,
+        collate_fn=partial(collate, max_len=max_len, bucket_multiple=bucket_multiple),
+        num_workers=num_workers,
+        generator=torch.Generator().manual_seed(seed),
+        pin_memory=pin_memory,
+    )
+
+
+def encode_sequences(sequences: Sequence[str], max_len: int | None = None,
+                     bucket_multiple: int = 32) -> dict[str, torch.Tensor]:
+    """Inference batch for raw sequences (no masking, no crop: too-long input is an error)."""
+    toks = [_TOKEN_LUT[np.frombuffer(normalize_sequence(s).encode("ascii"), np.uint8)]
+            for s in sequences]
+    longest = max(len(t) for t in toks) + 2
+    if max_len is not None and longest > max_len:
+        raise ValueError(f"sequence of {longest - 2} nt exceeds the model's max_len {max_len} - 2")
+    samples = [
+        {"index": k, "input": t.astype(np.int64), "seq": t.astype(np.int64),
+         "mlm": np.full(len(t), IGNORE_INDEX), "struct": np.full(len(t), IGNORE_INDEX),
+         "pairs": np.zeros((0, 2), np.int32)}
+        for k, t in enumerate(toks)
+    ]
+    return collate(samples, max_len or _round_up(longest, bucket_multiple), bucket_multiple)

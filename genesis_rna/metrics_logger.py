@@ -1,0 +1,63 @@
+"""training_metrics.csv: one train row and one val row per epoch, every column filled.
+
+Columns (in this order):
+epoch, step (optimizer steps so far), phase (train|val), loss (weighted total), loss_mlm,
+loss_struct, loss_pair, mlm_acc (masked positions), struct_acc (nucleotides), pair_precision,
+pair_recall, pair_f1 (per-sequence means after post-processing at the fixed per-epoch
+threshold), lr (at epoch end), activation_rate (AST fraction of samples trained; 1.0 without
+AST; val rows repeat the epoch's train value), samples_skipped (by AST; 0 on val rows),
+tokens_per_s (real nucleotides per second through forward+backward on train rows, through
+evaluation on val rows), wall_time_s (training time since the run began, across resumes),
+nonfinite_steps (steps skipped for a non-finite loss or gradient in the epoch; 0 on val rows).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+from genesis_rna.atomic import atomic_open
+
+COLUMNS: tuple[str, ...] = (
+    "epoch", "step", "phase", "loss", "loss_mlm", "loss_struct", "loss_pair", "mlm_acc",
+    "struct_acc", "pair_precision", "pair_recall", "pair_f1", "lr", "activation_rate",
+    "samples_skipped", "tokens_per_s", "wall_time_s", "nonfinite_steps",
+)
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return repr(value)  # shortest exact round-trip: resumed runs compare equal
+    return str(value)
+
+
+class MetricsLogger:
+    """Appends rows and flushes each one, so a killed run keeps the epochs it finished.
+
+    ``keep_epochs``: on resume, rows of epochs after this one are dropped (they belong to the
+    part of the run being redone), so the file ends up as an uninterrupted run would leave it.
+    ``None`` starts a fresh file.
+    """
+
+    def __init__(self, path: str | Path, keep_epochs: int | None = None):
+        self.path = Path(path)
+        rows: list[dict] = []
+        if keep_epochs is not None and self.path.exists():
+            with open(self.path, newline="", encoding="utf-8") as fh:
+                rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= keep_epochs]
+        with atomic_open(self.path, "w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def log(self, row: dict) -> None:
+        missing = [c for c in COLUMNS if c not in row]
+        extra = [c for c in row if c not in COLUMNS]
+        assert not missing and not extra, f"metrics row: missing {missing}, unexpected {extra}"
+        empty = [c for c in COLUMNS if row[c] is None or row[c] == ""]
+        assert not empty, f"metrics columns left empty: {empty}"  # NaN is a value; None is not
+        with open(self.path, "a", newline="", encoding="utf-8") as fh:
+            csv.writer(fh).writerow([_fmt(row[c]) for c in COLUMNS])
+            fh.flush()
+            os.fsync(fh.fileno())

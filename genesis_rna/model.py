@@ -1,0 +1,213 @@
+"""Genesis RNA multi-task transformer, in one file (nanoGPT style).
+
+Pre-LN transformer encoder with rotary position embeddings (relative positions, so a cropped
+window or extra padding does not change what a position means) and attention through
+``torch.nn.functional.scaled_dot_product_attention`` with a key-padding mask. Three heads:
+- MLM: logits over the vocabulary at every position;
+- structure: logits over the 6 bpRNA classes (E H S B I M) at every position;
+- pair: symmetric logits [B, T, T]. Each position is projected to ``pair_dim`` features; a
+  pair (i, j) gets the symmetric features a_i * a_j and a_i + a_j (mapped to channels without
+  building the full feature map) plus an embedding of the
+  log-bucketed distance |i - j|; a small residual stack of 3x3 convolutions then refines the
+  whole map (stems are diagonals in that map, which convolutions see and a bilinear form
+  does not). Cells outside real tokens are zeroed after every layer so padding never leaks.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from genesis_rna.tokenization import STRUCTURE_CLASSES, VOCAB
+
+
+@dataclass
+class ModelConfig:
+    vocab_size: int = len(VOCAB)
+    d_model: int = 256
+    n_layers: int = 4
+    n_heads: int = 4
+    d_ff: int = 1024
+    dropout: float = 0.1
+    max_len: int = 512  # tokens including CLS and SEP (RoPE itself has no length limit)
+    n_struct_classes: int = len(STRUCTURE_CLASSES)
+    pair_dim: int = 32
+    pair_conv_layers: int = 4
+    pair_conv_channels: int = 16
+    distance_buckets: int = 32
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError("d_model / n_heads must be an even integer (RoPE rotates pairs)")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+MODEL_SIZES: dict[str, dict] = {
+    "tiny": dict(d_model=64, n_layers=2, n_heads=2, d_ff=256, pair_dim=16),
+    "small": dict(d_model=256, n_layers=4, n_heads=4, d_ff=1024, pair_dim=32),
+    "base": dict(d_model=512, n_layers=8, n_heads=8, d_ff=2048, pair_dim=48),
+    "large": dict(d_model=768, n_layers=12, n_heads=12, d_ff=3072, pair_dim=64),
+}
+
+
+def model_config_for(size: str, **overrides) -> ModelConfig:
+    if size not in MODEL_SIZES:
+        raise ValueError(f"unknown model size {size!r}; choose from {sorted(MODEL_SIZES)}")
+    return ModelConfig(**{**MODEL_SIZES[size], **overrides})
+
+
+def rotary_tables(length: int, head_dim: int, device, dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    inv = 1.0 / (10000 ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    ang = torch.arange(length, device=device, dtype=torch.float32)[:, None] * inv[None, :]  # [T, hd/2]
+    return ang.cos().to(dtype), ang.sin().to(dtype)
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    # x: [B, H, T, hd]; rotate (even, odd) feature pairs by position-dependent angles
+    x1, x2 = x[..., 0::2], x[..., 1::2]
+    out = torch.stack((x1 * cos - x2 * sin, x1 * sin + x2 * cos), dim=-1)
+    return out.flatten(-2)
+
+
+class SelfAttention(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.n_heads = cfg.n_heads
+        self.qkv = nn.Linear(cfg.d_model, 3 * cfg.d_model)
+        self.proj = nn.Linear(cfg.d_model, cfg.d_model)
+        self.dropout = cfg.dropout
+        self.resid_drop = nn.Dropout(cfg.dropout)
+
+    def forward(self, x, key_mask, cos, sin):
+        b, t, d = x.shape
+        q, k, v = self.qkv(x).split(d, dim=2)  # each [B, T, D]
+        q, k, v = (z.view(b, t, self.n_heads, d // self.n_heads).transpose(1, 2) for z in (q, k, v))
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)  # [B, H, T, hd]
+        y = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=key_mask[:, None, None, :],  # [B, 1, 1, T] True = attend
+            dropout_p=self.dropout if self.training else 0.0,
+        )
+        y = y.transpose(1, 2).reshape(b, t, d)
+        return self.resid_drop(self.proj(y))
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.ln1 = nn.LayerNorm(cfg.d_model)
+        self.attn = SelfAttention(cfg)
+        self.ln2 = nn.LayerNorm(cfg.d_model)
+        self.mlp = nn.Sequential(
+            nn.Linear(cfg.d_model, cfg.d_ff), nn.GELU(), nn.Linear(cfg.d_ff, cfg.d_model),
+            nn.Dropout(cfg.dropout),
+        )
+
+    def forward(self, x, key_mask, cos, sin):
+        x = x + self.attn(self.ln1(x), key_mask, cos, sin)
+        return x + self.mlp(self.ln2(x))
+
+
+class PairHead(nn.Module):
+    """Symmetric pair logits from pairwise features, refined by a residual 2D conv stack."""
+
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        p, c = cfg.pair_dim, cfg.pair_conv_channels
+        self.buckets = cfg.distance_buckets
+        self.proj = nn.Linear(cfg.d_model, p)
+        self.dist = nn.Embedding(cfg.distance_buckets, c)
+        # 1x1 map of the features [a_i * a_j, a_i + a_j] to C channels, factorized so that the
+        # [B, 2P, T, T] feature tensor is never built: W_prod (a_i * a_j) is a bilinear form
+        # per channel (one batched matmul) and W_sum (a_i + a_j) = W_sum a_i + W_sum a_j.
+        self.w_prod = nn.Parameter(torch.randn(c, p) * 0.02)
+        self.w_sum = nn.Linear(p, c)
+        self.convs = nn.ModuleList(
+            nn.Conv2d(c, c, kernel_size=3, padding=1) for _ in range(cfg.pair_conv_layers)
+        )
+        self.out = nn.Conv2d(c, 1, kernel_size=1)
+
+    def distance_bucket(self, t: int, device) -> torch.Tensor:
+        d = torch.arange(t, device=device)
+        d = (d[None, :] - d[:, None]).abs().float()  # [T, T]
+        # exact for short distances, log-spaced for long ones
+        half = self.buckets // 2
+        log_b = half + (torch.log(d.clamp(min=1) / half) / math.log(1024 / half) * half).long()
+        return torch.where(d < half, d.long(), log_b.clamp(max=self.buckets - 1))
+
+    def forward(self, h: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+        b, t, _ = h.shape
+        a = self.proj(h)  # [B, T, P]
+        u = a[:, None, :, :] * self.w_prod[None, :, None, :].to(a.dtype)  # [B, C, T, P]
+        x = u @ a[:, None].transpose(-1, -2)  # [B, C, T, T]: sum_p W[c,p] a_ip a_jp
+        s = self.w_sum(a).transpose(1, 2)  # [B, C, T]
+        x = x + s[:, :, :, None] + s[:, :, None, :]
+        cell = (key_mask[:, :, None] & key_mask[:, None, :])[:, None].to(x.dtype)  # [B,1,T,T]
+        x = x + self.dist(self.distance_bucket(t, h.device)).permute(2, 0, 1)[None].to(x.dtype)
+        x = x * cell
+        for conv in self.convs:
+            x = (x + conv(F.gelu(x))) * cell
+        logits = self.out(F.gelu(x))[:, 0]  # [B, T, T]
+        return 0.5 * (logits + logits.transpose(1, 2))  # exactly symmetric
+
+
+class GenesisRNA(nn.Module):
+    def __init__(self, cfg: ModelConfig):
+        super().__init__()
+        self.config = cfg
+        self.embed = nn.Embedding(cfg.vocab_size, cfg.d_model)
+        self.drop = nn.Dropout(cfg.dropout)
+        self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
+        self.ln_f = nn.LayerNorm(cfg.d_model)
+        self.mlm_head = nn.Linear(cfg.d_model, cfg.vocab_size)
+        self.struct_head = nn.Linear(cfg.d_model, cfg.n_struct_classes)
+        self.pair_head = PairHead(cfg)
+        self.apply(self._init_weights)
+
+    @staticmethod
+    def _init_weights(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear | nn.Embedding):
+            nn.init.normal_(m.weight, mean=0.0, std=0.02)
+            if isinstance(m, nn.Linear) and m.bias is not None:
+                nn.init.zeros_(m.bias)
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """tokens [B, T] long, attention_mask [B, T] bool (True = real token incl. CLS/SEP).
+
+        Returns mlm_logits [B, T, V], struct_logits [B, T, 6], pair_logits [B, T, T] and
+        hidden [B, T, D]. Padding positions hold meaningless values: mask them downstream.
+        """
+        b, t = tokens.shape
+        x = self.drop(self.embed(tokens))  # [B, T, D]
+        hd = self.config.d_model // self.config.n_heads
+        cos, sin = rotary_tables(t, hd, tokens.device, x.dtype)
+        for block in self.blocks:
+            x = block(x, attention_mask, cos, sin)
+        h = self.ln_f(x)
+        return {
+            "mlm_logits": self.mlm_head(h),
+            "struct_logits": self.struct_head(h),
+            "pair_logits": self.pair_head(h, attention_mask),
+            "hidden": h,
+        }
+
+    @torch.no_grad()
+    def predict(self, tokens: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Probabilities in fp32: pair_probs [B, T, T], struct_probs [B, T, 6], mlm_probs."""
+        was_training = self.training
+        self.eval()
+        out = self(tokens, attention_mask)
+        self.train(was_training)
+        return {
+            "pair_probs": torch.sigmoid(out["pair_logits"].float()),
+            "struct_probs": torch.softmax(out["struct_logits"].float(), -1),
+            "mlm_probs": torch.softmax(out["mlm_logits"].float(), -1),
+        }

@@ -1,0 +1,492 @@
+"""Multi-task pretraining: ``python -m genesis_rna.train_pretrain --config FILE --output_dir DIR
+--data_path DIR --num_epochs N`` (every TrainConfig field is also a flag; flags beat the file).
+
+Outputs in ``output_dir``: model.pt (weights, config, vocabulary, model hyperparameters, tuned
+pair threshold, training summary), training_metrics.csv (see metrics_logger), run_config.yaml
+(resolved config plus the device and precision actually used). Checkpoints in
+``checkpoint_dir`` every ``save_every_steps`` optimizer steps and at each epoch end; a rerun
+resumes from the newest readable one and ends exactly where an uninterrupted run would.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import random
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+import yaml
+from tqdm import tqdm
+
+from genesis_rna.ast_controller import ASTController
+from genesis_rna.atomic import atomic_open
+from genesis_rna.checkpoint import (
+    CheckpointManager,
+    capture_rng_state,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
+from genesis_rna.data import (
+    BucketBatchSampler,
+    RNADataset,
+    load_split,
+    make_loader,
+    subset_batch,
+)
+from genesis_rna.errors import ConfigError, GenesisError
+from genesis_rna.losses import MultiTaskLoss
+from genesis_rna.metrics_logger import MetricsLogger
+from genesis_rna.model import GenesisRNA, model_config_for
+from genesis_rna.pair_metrics import PairMetrics, batch_candidates, greedy_pairs, tune_threshold
+from genesis_rna.schedule import get_lr_scheduler
+from genesis_rna.tokenization import Tokenizer
+from genesis_rna.train_config import TrainConfig, config_from_args, semantic_config
+
+CHECKPOINT_FORMAT = 1
+TUNE_MIN_PROB = 0.05  # lowest pair probability considered when tuning the threshold
+
+
+class TrainingDivergedError(GenesisError, RuntimeError):
+    """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+def resolve_runtime(cfg: TrainConfig) -> tuple[torch.device, str]:
+    """Pick the device and the precision actually used; explain any substitution."""
+    if cfg.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("device", "cuda requested but torch sees no CUDA device")
+    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
+    device = torch.device("cuda" if use_cuda else "cpu")
+    precision = cfg.mixed_precision
+    if device.type == "cpu" and precision == "fp16":
+        warnings.warn("mixed_precision fp16 needs CUDA; no CUDA device found, using bf16 "
+                      "autocast on CPU instead", stacklevel=2)
+        precision = "bf16"
+    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
+        warnings.warn("this GPU does not support bf16; using fp16 with GradScaler", stacklevel=2)
+        precision = "fp16"
+    return device, precision
+
+
+def autocast_for(device: torch.device, precision: str):
+    if precision == "fp32":
+        return contextlib.nullcontext()
+    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+    return torch.autocast(device.type, dtype=dtype)
+
+
+class EpochStats:
+    """Sums behind one metrics row; plain numbers so they travel in checkpoints."""
+
+    KEYS = ("steps", "loss", "loss_mlm", "loss_struct", "loss_pair", "mlm_correct", "mlm_total",
+            "struct_correct", "struct_total", "tokens", "compute_s", "nonfinite",
+            "pair_n", "pair_p", "pair_r", "pair_f1")
+
+    def __init__(self, state: dict | None = None):
+        self.v = {k: 0.0 for k in self.KEYS}
+        if state:
+            self.v.update({k: float(state[k]) for k in self.KEYS})
+
+    def state(self) -> dict:
+        return dict(self.v)
+
+    def add_batch(self, out: dict, loss, batch: dict, pair_threshold: float, min_sep: int) -> None:
+        v = self.v
+        v["steps"] += 1
+        v["loss"] += float(loss.total.detach())
+        v["loss_mlm"] += float(loss.mlm.detach())
+        v["loss_struct"] += float(loss.struct.detach())
+        v["loss_pair"] += float(loss.pair.detach())
+        mlm_lab = batch["mlm_labels"]
+        m = mlm_lab != -100
+        v["mlm_correct"] += float((out["mlm_logits"].argmax(-1)[m] == mlm_lab[m]).sum())
+        v["mlm_total"] += float(m.sum())
+        st = batch["struct_labels"]
+        s = st != -100
+        v["struct_correct"] += float((out["struct_logits"].argmax(-1)[s] == st[s]).sum())
+        v["struct_total"] += float(s.sum())
+        v["tokens"] += float(batch["lengths"].sum())
+        cands = batch_candidates(out["pair_logits"].detach(), batch["seq_tokens"],
+                                 batch["nucleotide_mask"], pair_threshold, min_sep)
+        truth = true_pairs(batch)
+        pm = PairMetrics()
+        for (i, j, p), true in zip(cands, truth, strict=True):
+            pm.update([(a, b) for a, b, _ in greedy_pairs(i, j, p, pair_threshold)], true)
+        r = pm.result()
+        v["pair_n"] += pm.n
+        v["pair_p"] += r["precision"] * pm.n
+        v["pair_r"] += r["recall"] * pm.n
+        v["pair_f1"] += r["f1"] * pm.n
+
+    def row(self) -> dict:
+        v = self.v
+        steps = max(v["steps"] - v["nonfinite"], 1)
+        n = max(v["pair_n"], 1)
+        return {
+            "loss": v["loss"] / steps, "loss_mlm": v["loss_mlm"] / steps,
+            "loss_struct": v["loss_struct"] / steps, "loss_pair": v["loss_pair"] / steps,
+            "mlm_acc": v["mlm_correct"] / max(v["mlm_total"], 1),
+            "struct_acc": v["struct_correct"] / max(v["struct_total"], 1),
+            "pair_precision": v["pair_p"] / n, "pair_recall": v["pair_r"] / n,
+            "pair_f1": v["pair_f1"] / n,
+            "tokens_per_s": v["tokens"] / v["compute_s"] if v["compute_s"] > 0 else 0.0,
+        }
+
+
+def true_pairs(batch: dict) -> list[list[tuple[int, int]]]:
+    """Reference pairs per sample in nucleotide coordinates, from the dense target."""
+    b = batch["pair_target"].shape[0]
+    bi, ii, jj = torch.nonzero(torch.triu(batch["pair_target"], diagonal=1), as_tuple=True)
+    out: list[list[tuple[int, int]]] = [[] for _ in range(b)]
+    for k, i, j in zip(bi.tolist(), ii.tolist(), jj.tolist(), strict=True):
+        out[k].append((i - 1, j - 1))
+    return out
+
+
+def _to(batch: dict, device: torch.device) -> dict:
+    return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig):
+        self.cfg = cfg
+        self.out_dir = Path(cfg.output_dir)
+        self.device, self.precision = resolve_runtime(cfg)
+        torch.set_num_threads(cfg.resolved_threads())
+        random.seed(cfg.seed)
+        np.random.seed(cfg.seed)
+        torch.manual_seed(cfg.seed)
+
+        data_dir = Path(cfg.data_path)
+        self.train_data = load_split(data_dir / "train.parquet")
+        self.val_data = load_split(data_dir / "val.parquet")
+        if len(self.train_data) == 0:
+            raise ConfigError("data_path", f"{data_dir / 'train.parquet'} has no rows")
+        if len(self.val_data) == 0:
+            raise ConfigError("data_path", f"{data_dir / 'val.parquet'} has no rows")
+        self.tokenizer = Tokenizer()
+        self.model_config = model_config_for(
+            cfg.model_size, dropout=cfg.dropout, max_len=cfg.max_len,
+            pair_conv_layers=cfg.pair_conv_layers, pair_conv_channels=cfg.pair_conv_channels)
+        self.model = GenesisRNA(self.model_config).to(self.device)
+
+        self.train_sampler = BucketBatchSampler(self.train_data.lengths, cfg.batch_size, cfg.seed,
+                                                shuffle=True)
+        self.val_sampler = BucketBatchSampler(self.val_data.lengths, cfg.batch_size, cfg.seed,
+                                              shuffle=False)
+        pin = self.device.type == "cuda"
+        self.train_loader = make_loader(
+            RNADataset(self.train_data, cfg.max_len, cfg.mask_prob, cfg.seed, train=True),
+            self.train_sampler, cfg.max_len, cfg.bucket_multiple, cfg.num_workers, cfg.seed, pin)
+        self.val_loader = make_loader(
+            RNADataset(self.val_data, cfg.max_len, cfg.mask_prob, cfg.seed, train=False),
+            self.val_sampler, cfg.max_len, cfg.bucket_multiple, cfg.num_workers, cfg.seed, pin)
+        self.steps_per_epoch = self.train_sampler.num_batches()
+        self.total_steps = self.steps_per_epoch * cfg.num_epochs
+
+        decay = [p for p in self.model.parameters() if p.dim() >= 2]
+        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        self.optimizer = torch.optim.AdamW(
+            [{"params": decay, "weight_decay": cfg.weight_decay},
+             {"params": no_decay, "weight_decay": 0.0}],
+            lr=cfg.learning_rate, betas=(0.9, 0.98), eps=1e-8)
+        self.scheduler = get_lr_scheduler(self.optimizer, cfg.scheduler, cfg.warmup_steps,
+                                          self.total_steps, cfg.min_lr_ratio)
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
+        self.criterion = MultiTaskLoss(cfg.loss_weight_mlm, cfg.loss_weight_struct,
+                                       cfg.loss_weight_pair, cfg.focal_alpha, cfg.focal_gamma,
+                                       cfg.pair_min_sep)
+        self.ast = (ASTController(len(self.train_data), cfg.ast_target_activation, cfg.ast_kp,
+                                  cfg.ast_ki, cfg.ast_smoothing) if cfg.use_ast else None)
+        self.checkpoints = CheckpointManager(cfg.resolved_checkpoint_dir(), keep=2)
+
+        # progress
+        self.global_step = 0
+        self.epoch = 0
+        self.batch_in_epoch = 0
+        self.epochs_completed = 0
+        self.wall_time = 0.0
+        self.consecutive_nonfinite = 0
+        self.stats = EpochStats()
+
+    # ----------------------------------------------------------------- state
+    def resolved_config(self) -> dict:
+        return self.cfg.to_dict()
+
+    def state_dict(self) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "config": self.resolved_config(),
+            "model_config": self.model_config.to_dict(),
+            "tokenizer": self.tokenizer.to_dict(),
+            "model": self.model.state_dict(),
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict(),
+            "scaler": self.scaler.state_dict(),
+            "rng": capture_rng_state(),
+            "ast": self.ast.state_dict() if self.ast else None,
+            "progress": {
+                "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
+                "global_step": self.global_step, "epochs_completed": self.epochs_completed,
+                "wall_time_s": self.wall_time, "consecutive_nonfinite": self.consecutive_nonfinite,
+            },
+            "epoch_stats": self.stats.state(),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scheduler.load_state_dict(state["scheduler"])
+        self.scaler.load_state_dict(state["scaler"])
+        if self.ast:
+            self.ast.load_state_dict(state["ast"])
+        p = state["progress"]
+        self.epoch, self.batch_in_epoch = int(p["epoch"]), int(p["batch_in_epoch"])
+        self.global_step, self.epochs_completed = int(p["global_step"]), int(p["epochs_completed"])
+        self.wall_time = float(p["wall_time_s"])
+        self.consecutive_nonfinite = int(p["consecutive_nonfinite"])
+        self.stats = EpochStats(state["epoch_stats"])
+        restore_rng_state(state["rng"])
+
+    def save(self) -> None:
+        path = self.checkpoints.save(self.global_step, self.state_dict())
+        tqdm.write(f"checkpoint: {path} (epoch {self.epoch + 1}, batch {self.batch_in_epoch})")
+
+    def try_resume(self) -> bool:
+        if not self.cfg.resume:
+            if self.checkpoints.list():
+                print(f"--no-resume: removing old checkpoints in {self.checkpoints.directory}")
+                self.checkpoints.clear()
+            return False
+        found = self.checkpoints.load_latest()
+        if found is None:
+            return False
+        path, state = found
+        if state.get("format") != CHECKPOINT_FORMAT or semantic_config(
+                state["config"]) != semantic_config(self.resolved_config()):
+            changed = sorted(k for k, v in semantic_config(self.resolved_config()).items()
+                             if state["config"].get(k) != v)
+            warnings.warn(f"checkpoint {path} was made with a different config (changed: "
+                          f"{changed}); starting from scratch and removing old checkpoints",
+                          stacklevel=2)
+            self.checkpoints.clear()
+            return False
+        self.load_state_dict(state)
+        print(f"resumed from {path}: epoch {self.epoch + 1}, batch {self.batch_in_epoch}/"
+              f"{self.steps_per_epoch}, step {self.global_step}")
+        return True
+
+    # ----------------------------------------------------------------- training
+    def train_step(self, batch: dict) -> None:
+        cfg = self.cfg
+        if self.ast:
+            chosen = self.ast.select(batch["index"], batch["lengths"])
+            if not chosen.all():
+                rows = torch.nonzero(chosen).squeeze(1)
+                batch = subset_batch(batch, rows, cfg.bucket_multiple)
+        batch = _to(batch, self.device)
+        with autocast_for(self.device, self.precision):
+            out = self.model(batch["tokens"], batch["attention_mask"])
+        loss = self.criterion(out, batch)
+        finite = bool(torch.isfinite(loss.total))
+        if finite:
+            self.scaler.scale(loss.total).backward()
+            self.scaler.unscale_(self.optimizer)
+            grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+            if self.precision == "fp16":
+                self.scaler.step(self.optimizer)  # skips the step itself on inf gradients
+                self.scaler.update()
+            elif torch.isfinite(grad_norm):
+                self.optimizer.step()
+            else:
+                finite = False
+        self.optimizer.zero_grad(set_to_none=True)
+        if finite:
+            self.consecutive_nonfinite = 0
+            if self.ast:
+                self.ast.record(batch["index"], loss.per_sample)
+            self.stats.add_batch(out, loss, batch, cfg.pair_threshold, cfg.pair_min_sep)
+        else:
+            self.stats.v["steps"] += 1
+            self.stats.v["nonfinite"] += 1
+            self.consecutive_nonfinite += 1
+            tqdm.write(f"warning: non-finite loss or gradient at step {self.global_step}; "
+                       f"step skipped ({self.consecutive_nonfinite} in a row)")
+            if self.consecutive_nonfinite >= cfg.max_nonfinite_steps:
+                raise TrainingDivergedError(
+                    f"{self.consecutive_nonfinite} consecutive non-finite steps (limit "
+                    f"max_nonfinite_steps={cfg.max_nonfinite_steps}); training diverged. Try a "
+                    "lower learning_rate, more warmup_steps, or mixed_precision fp32/bf16.")
+        self.scheduler.step()
+        self.global_step += 1
+        self.batch_in_epoch += 1
+
+    def train_epoch(self) -> dict:
+        cfg = self.cfg
+        if self.batch_in_epoch == 0:
+            self.stats = EpochStats()
+            if self.ast:
+                self.ast.reset_epoch()
+        self.model.train()
+        self.train_sampler.set_epoch(self.epoch, self.batch_in_epoch)
+        bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch,
+                   desc=f"epoch {self.epoch + 1}/{cfg.num_epochs}", disable=not cfg.progress,
+                   dynamic_ncols=True)
+        with bar:
+            for batch in self.train_loader:
+                t0 = time.perf_counter()
+                self.train_step(batch)
+                if self.device.type == "cuda":
+                    torch.cuda.synchronize()
+                dt = time.perf_counter() - t0
+                self.stats.v["compute_s"] += dt
+                self.wall_time += dt
+                bar.update(1)
+                steps = max(self.stats.v["steps"] - self.stats.v["nonfinite"], 1)
+                bar.set_postfix(loss=f"{self.stats.v['loss'] / steps:.3f}",
+                                act=f"{self.ast.epoch_activation_rate():.2f}" if self.ast else "1",
+                                lr=f"{self.scheduler.get_last_lr()[0]:.2e}", refresh=False)
+                if self.global_step % cfg.save_every_steps == 0:
+                    self.save()
+        row = self.stats.row()
+        act = self.ast.epoch_activation_rate() if self.ast else 1.0
+        skipped = self.ast.epoch_samples - self.ast.epoch_selected if self.ast else 0
+        return {**row, "activation_rate": act, "samples_skipped": skipped,
+                "nonfinite_steps": int(self.stats.v["nonfinite"])}
+
+    @torch.no_grad()
+    def evaluate(self, collect: bool = False) -> tuple[dict, list, list]:
+        """Validation metrics; with ``collect`` also candidates for threshold tuning."""
+        self.model.eval()
+        stats = EpochStats()
+        cands, truths = [], []
+        t0 = time.perf_counter()
+        self.val_sampler.set_epoch(0)
+        for batch in self.val_loader:
+            batch = _to(batch, self.device)
+            with autocast_for(self.device, self.precision):
+                out = self.model(batch["tokens"], batch["attention_mask"])
+            loss = self.criterion(out, batch)
+            stats.add_batch(out, loss, batch, self.cfg.pair_threshold, self.cfg.pair_min_sep)
+            if collect:
+                cands.extend(batch_candidates(out["pair_logits"], batch["seq_tokens"],
+                                              batch["nucleotide_mask"], TUNE_MIN_PROB,
+                                              self.cfg.pair_min_sep))
+                truths.extend(true_pairs(batch))
+        if self.device.type == "cuda":
+            torch.cuda.synchronize()
+        stats.v["compute_s"] = time.perf_counter() - t0
+        self.model.train()
+        return stats.row(), cands, truths
+
+    def _print_epoch(self, train: dict, val: dict) -> None:
+        for phase, r in (("train", train), ("val", val)):
+            tqdm.write(
+                f"[epoch {self.epoch + 1} {phase}] loss {r['loss']:.4f} (mlm {r['loss_mlm']:.4f}, "
+                f"struct {r['loss_struct']:.4f}, pair {r['loss_pair']:.4f}) | pair F1 "
+                f"{r['pair_f1']:.3f} P {r['pair_precision']:.3f} R {r['pair_recall']:.3f} | "
+                f"struct acc {r['struct_acc']:.3f} | MLM acc {r['mlm_acc']:.3f} | "
+                f"{r['tokens_per_s']:.0f} nt/s")
+        tqdm.write(self.ast.summary() if self.ast else "AST: off (all samples trained)")
+
+    def write_run_config(self) -> None:
+        resolved = {**self.resolved_config(),
+                    "resolved": {"device_used": str(self.device), "precision_used": self.precision,
+                                 "threads_used": torch.get_num_threads(),
+                                 "checkpoint_dir_used": str(self.checkpoints.directory),
+                                 "torch_version": str(torch.__version__),
+                                 "n_parameters": self.model.num_parameters(),
+                                 "model": self.model_config.to_dict(),
+                                 "train_sequences": len(self.train_data),
+                                 "val_sequences": len(self.val_data),
+                                 "steps_per_epoch": self.steps_per_epoch}}
+        with atomic_open(self.out_dir / "run_config.yaml", "w", encoding="utf-8") as fh:
+            yaml.safe_dump(resolved, fh, sort_keys=False)
+
+    def finish(self) -> Path:
+        val, cands, truths = self.evaluate(collect=True)
+        threshold, f1 = tune_threshold(cands, truths)
+        print(f"pair threshold tuned on validation: {threshold:.3f} (mean F1 {f1:.4f} after "
+              f"post-processing; F1 {val['pair_f1']:.4f} at {self.cfg.pair_threshold})")
+        final = {
+            "format": CHECKPOINT_FORMAT,
+            "model": self.model.state_dict(),
+            "model_config": self.model_config.to_dict(),
+            "config": self.resolved_config(),
+            "tokenizer": self.tokenizer.to_dict(),
+            "pair_threshold": threshold,
+            "pair_threshold_val_f1": f1,
+            "precision_used": self.precision,
+            "device_used": str(self.device),
+            "training_state": {"global_step": self.global_step,
+                               "epochs_completed": self.epochs_completed,
+                               "wall_time_s": self.wall_time,
+                               "val_metrics": {k: float(v) for k, v in val.items()}},
+        }
+        path = self.out_dir / "model.pt"
+        save_checkpoint(path, final)
+        return path
+
+    def run(self) -> Path:
+        cfg = self.cfg
+        self.out_dir.mkdir(parents=True, exist_ok=True)
+        model_path = self.out_dir / "model.pt"
+        if cfg.resume and model_path.exists():
+            try:
+                done = load_checkpoint(model_path)
+                if semantic_config(done["config"]) == semantic_config(self.resolved_config()):
+                    print(f"training already finished: {model_path} matches this config; "
+                          "nothing to do (pass --no-resume to retrain)")
+                    return model_path
+            except Exception as exc:
+                warnings.warn(f"{model_path} is unreadable ({exc}); training again", stacklevel=2)
+        resumed = self.try_resume()
+        metrics = MetricsLogger(self.out_dir / "training_metrics.csv",
+                                keep_epochs=self.epochs_completed if resumed else None)
+        self.write_run_config()
+        print(f"device {self.device}, precision {self.precision}, threads "
+              f"{torch.get_num_threads()}, model {cfg.model_size} "
+              f"({self.model.num_parameters() / 1e6:.2f} M parameters), "
+              f"{len(self.train_data)} train / {len(self.val_data)} val sequences, "
+              f"{self.steps_per_epoch} steps per epoch, AST "
+              f"{'on, target ' + str(cfg.ast_target_activation) if cfg.use_ast else 'off'}")
+        while self.epoch < cfg.num_epochs:
+            train = self.train_epoch()
+            lr = self.scheduler.get_last_lr()[0]
+            t_eval = time.perf_counter()
+            val, _, _ = self.evaluate()
+            self.wall_time += time.perf_counter() - t_eval
+            common = {"epoch": self.epoch + 1, "step": self.global_step, "lr": lr,
+                      "wall_time_s": self.wall_time}
+            metrics.log({**common, "phase": "train", **train})
+            metrics.log({**common, "phase": "val", **val,
+                         "activation_rate": train["activation_rate"], "samples_skipped": 0,
+                         "nonfinite_steps": 0})
+            self._print_epoch(train, val)
+            self.epochs_completed = self.epoch + 1
+            self.epoch += 1
+            self.batch_in_epoch = 0
+            self.stats = EpochStats()
+            self.save()
+        path = self.finish()
+        print(f"wrote {path}, {self.out_dir / 'training_metrics.csv'}, "
+              f"{self.out_dir / 'run_config.yaml'}")
+        return path
+
+
+def main(argv: list[str] | None = None) -> int:
+    try:
+        cfg = config_from_args(argv)
+        Trainer(cfg).run()
+    except GenesisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

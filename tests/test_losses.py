@@ -1,0 +1,92 @@
+import math
+
+import pytest
+import torch
+
+from genesis_rna.losses import BinaryFocalLoss, MultiTaskLoss, pair_loss_mask
+
+
+def _mask(n_real: int, width: int) -> torch.Tensor:
+    """Nucleotide mask of one sample: CLS at 0, nucleotides 1..n_real, SEP, padding."""
+    m = torch.zeros(1, width, dtype=torch.bool)
+    m[0, 1 : n_real + 1] = True
+    return m
+
+
+def _focal(p: float, y: int, alpha=0.75, gamma=2.0) -> float:
+    pt = p if y else 1 - p
+    a = alpha if y else 1 - alpha
+    return -a * (1 - pt) ** gamma * math.log(pt)
+
+
+def test_focal_matches_hand_computation():
+    # 6 nucleotides at token positions 1..6: valid cells j - i >= 4: (1,5) (1,6) (2,6)
+    width = 10
+    logits = torch.zeros(1, width, width)
+    target = torch.zeros(1, width, width, dtype=torch.bool)
+    logits[0, 1, 5] = logits[0, 5, 1] = 0.3
+    logits[0, 2, 6] = logits[0, 6, 2] = -1.2
+    target[0, 1, 5] = target[0, 5, 1] = True
+    loss = BinaryFocalLoss(0.75, 2.0)(logits, target, _mask(6, width))
+    s = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    expected = (_focal(s(0.3), 1) + _focal(0.5, 0) + _focal(s(-1.2), 0)) / 3
+    assert float(loss) == pytest.approx(expected, rel=1e-6)
+
+
+def test_padding_specials_and_near_diagonal_never_count():
+    width = 12
+    nm = _mask(6, width)
+    target = torch.zeros(1, width, width, dtype=torch.bool)
+    base = torch.zeros(1, width, width)
+    ref = BinaryFocalLoss()(base, target, nm)
+    wild = base.clone()
+    wild[0, 0, :] = 50.0  # CLS row
+    wild[0, :, 7] = -50.0  # SEP column
+    wild[0, 8:, 8:] = 30.0  # padding
+    wild[0, 2, 4] = 40.0  # |i - j| < 4
+    wild[0, 5, 1] = 40.0  # lower triangle
+    assert float(BinaryFocalLoss()(wild, target, nm)) == pytest.approx(float(ref))
+    cells = pair_loss_mask(nm, 4)
+    assert int(cells.sum()) == 3
+
+
+def test_scale_does_not_depend_on_length():
+    fl = BinaryFocalLoss()
+    values = []
+    for n in (10, 50, 200):
+        w = n + 2
+        values.append(float(fl(torch.zeros(1, w, w), torch.zeros(1, w, w, dtype=torch.bool),
+                               _mask(n, w))))
+    assert values == pytest.approx([_focal(0.5, 0)] * 3)
+
+
+def test_multitask_weights_and_ignored_positions():
+    b, t, v = 2, 9, 9
+    torch.manual_seed(0)
+    out = {"mlm_logits": torch.randn(b, t, v), "struct_logits": torch.randn(b, t, 6),
+           "pair_logits": torch.randn(b, t, t)}
+    mlm = torch.full((b, t), -100)
+    mlm[0, 2] = 5
+    mlm[1, 3] = 6
+    st = torch.full((b, t), -100)
+    st[:, 1:6] = 2
+    nm = torch.zeros(b, t, dtype=torch.bool)
+    nm[:, 1:6] = True
+    batch = {"mlm_labels": mlm, "struct_labels": st, "nucleotide_mask": nm,
+             "pair_target": torch.zeros(b, t, t, dtype=torch.bool)}
+    crit = MultiTaskLoss(1.0, 0.8, 1.5)
+    res = crit(out, batch)
+    ce = torch.nn.functional.cross_entropy
+    exp_mlm = (ce(out["mlm_logits"][0, 2:3], mlm[0, 2:3]) + ce(out["mlm_logits"][1, 3:4],
+                                                                mlm[1, 3:4])) / 2
+    exp_st = ce(out["struct_logits"][:, 1:6].reshape(-1, 6), st[:, 1:6].reshape(-1))
+    assert float(res.mlm) == pytest.approx(float(exp_mlm), rel=1e-5)
+    assert float(res.struct) == pytest.approx(float(exp_st), rel=1e-5)
+    assert float(res.total) == pytest.approx(
+        float(res.mlm + 0.8 * res.struct + 1.5 * res.pair), rel=1e-6)
+    # changing logits at padding positions changes nothing
+    out2 = {k: v.clone() for k, v in out.items()}
+    out2["struct_logits"][:, 6:] = 100.0
+    out2["mlm_logits"][:, 6:] = 100.0
+    assert float(crit(out2, batch).total) == pytest.approx(float(res.total))
+    assert res.per_sample.shape == (2,)

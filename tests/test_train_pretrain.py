@@ -1,0 +1,195 @@
+"""Trainer end to end through the real CLI (subprocesses), on tiny tables and a tiny model."""
+
+from __future__ import annotations
+
+import csv
+import os
+import pickle
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from genesis_rna.checkpoint import CheckpointManager, load_checkpoint, load_model
+from genesis_rna.metrics_logger import COLUMNS
+from tests.train_fixtures import REPO, TINY_ARGS, make_splits, run_cli
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory) -> Path:
+    return make_splits(tmp_path_factory.mktemp("splits"), n_train=48, n_val=16)
+
+
+def read_csv(path: Path) -> list[dict]:
+    with open(path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def test_cli_trains_and_writes_outputs(data_dir, tmp_path):
+    out = tmp_path / "out"
+    r = run_cli(["--data_path", str(data_dir), "--output_dir", str(out), "--num_epochs", "2",
+                 *TINY_ARGS])
+    assert r.returncode == 0, r.stderr
+    rows = read_csv(out / "training_metrics.csv")
+    assert list(rows[0]) == list(COLUMNS)
+    assert [(r["epoch"], r["phase"]) for r in rows] == [
+        ("1", "train"), ("1", "val"), ("2", "train"), ("2", "val")]
+    for row in rows:
+        assert all(row[c] not in ("", None) for c in COLUMNS), row
+    assert "pair F1" in r.stdout and "AST:" in r.stdout and "MLM acc" in r.stdout
+    run_cfg = yaml.safe_load((out / "run_config.yaml").read_text())
+    assert run_cfg["ast_target_activation"] == 0.4
+    assert run_cfg["resolved"]["precision_used"] == "fp32"
+    model, tok, cfg, thr = load_model(out / "model.pt")
+    assert 0 < thr < 1 and cfg["model_size"] == "tiny" and tok.vocab_size == 9
+    assert model.config.pair_conv_layers == 1
+    # a second run sees the finished model and does nothing
+    r2 = run_cli(["--data_path", str(data_dir), "--output_dir", str(out), "--num_epochs", "2",
+                  *TINY_ARGS])
+    assert r2.returncode == 0 and "already finished" in r2.stdout
+
+
+def test_cli_flags_override_config_file(data_dir, tmp_path):
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text(yaml.safe_dump({"batch_size": 4, "learning_rate": 1e-3, "num_epochs": 3,
+                                        "model_size": "small", "use_ast": True, "seed": 1}))
+    out = tmp_path / "out"
+    # the file says small / 3 epochs / AST on; the command line says otherwise and must win
+    r = run_cli(["--config", str(cfg_file), "--data_path", str(data_dir), "--output_dir",
+                 str(out), *TINY_ARGS, "--num_epochs", "1", "--no-use_ast", "--seed", "7"])
+    assert r.returncode == 0, r.stderr
+    used = yaml.safe_load((out / "run_config.yaml").read_text())
+    assert used["model_size"] == "tiny" and used["batch_size"] == 8
+    assert used["num_epochs"] == 1 and used["use_ast"] is False and used["seed"] == 7
+    assert used["learning_rate"] == 3e-3
+    rows = read_csv(out / "training_metrics.csv")
+    assert len(rows) == 2 and float(rows[0]["activation_rate"]) == 1.0
+
+
+def test_cli_rejects_bad_config(data_dir, tmp_path):
+    cfg_file = tmp_path / "cfg.yaml"
+    cfg_file.write_text("batch_size: 4\nbatch_sise: 8\n")
+    r = run_cli(["--config", str(cfg_file), "--data_path", str(data_dir), "--output_dir",
+                 str(tmp_path / "o")])
+    assert r.returncode == 1 and "batch_sise" in r.stderr
+    r = run_cli(["--data_path", str(data_dir), "--output_dir", str(tmp_path / "o"),
+                 "--device", "cpu", "--mixed_precision", "fp16"])
+    assert r.returncode == 1 and "mixed_precision" in r.stderr
+
+
+def test_ast_holds_target_and_skips_backward(tmp_path):
+    data = make_splits(tmp_path / "d", n_train=160, n_val=8, seed=3)
+    out = tmp_path / "out"
+    r = run_cli(["--data_path", str(data), "--output_dir", str(out), "--num_epochs", "3",
+                 *TINY_ARGS, "--batch_size", "16", "--ast_target_activation", "0.4"])
+    assert r.returncode == 0, r.stderr
+    train = [row for row in read_csv(out / "training_metrics.csv") if row["phase"] == "train"]
+    # epoch 1: every sample is new, so all are trained once; afterwards the controller rules
+    assert float(train[0]["activation_rate"]) == 1.0
+    for row in train[1:]:
+        assert abs(float(row["activation_rate"]) - 0.4) < 0.12, row
+        assert int(row["samples_skipped"]) > 160 * 0.45
+    ckpt = load_checkpoint(CheckpointManager(out / "checkpoints").list()[0])
+    assert torch.isfinite(ckpt["ast"]["memory"]).all()
+
+
+def _strip_timing(rows: list[dict]) -> list[dict]:
+    return [{k: v for k, v in r.items() if k not in ("wall_time_s", "tokens_per_s")} for r in rows]
+
+
+def test_exact_resume_after_sigkill(data_dir, tmp_path):
+    args = ["--data_path", str(data_dir), "--num_epochs", "2", "--save_every_steps", "2",
+            *TINY_ARGS]
+    a = tmp_path / "a"
+    r = run_cli([*args, "--output_dir", str(a)])
+    assert r.returncode == 0, r.stderr
+
+    b = tmp_path / "b"
+    manager = CheckpointManager(b / "checkpoints")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genesis_rna.train_pretrain", *args, "--output_dir", str(b)],
+        cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    target_step = 8  # epoch 2 (6 steps per epoch), mid-epoch
+    deadline = time.time() + 120
+    try:
+        while time.time() < deadline:
+            if any(int(p.stem.split("step")[1]) >= target_step for p in manager.list()):
+                break
+            if proc.poll() is not None:
+                pytest.fail("run B finished before it could be killed")
+            time.sleep(0.02)
+        os.kill(proc.pid, signal.SIGKILL)
+    finally:
+        proc.wait()
+    assert not (b / "model.pt").exists(), "run B was not interrupted"
+    r = run_cli([*args, "--output_dir", str(b)])
+    assert r.returncode == 0, r.stderr
+    assert "resumed from" in r.stdout
+
+    wa = load_checkpoint(a / "model.pt")
+    wb = load_checkpoint(b / "model.pt")
+    assert wa["model"].keys() == wb["model"].keys()
+    for k in wa["model"]:
+        assert torch.equal(wa["model"][k], wb["model"][k]), k
+    assert wa["pair_threshold"] == wb["pair_threshold"]
+    assert _strip_timing(read_csv(a / "training_metrics.csv")) == _strip_timing(
+        read_csv(b / "training_metrics.csv"))
+
+
+def test_corrupt_newest_checkpoint_falls_back(data_dir, tmp_path):
+    out = tmp_path / "out"
+    args = ["--data_path", str(data_dir), "--output_dir", str(out), "--save_every_steps", "4",
+            "--num_epochs", "2", *TINY_ARGS]
+    r = run_cli(args)
+    assert r.returncode == 0, r.stderr
+    (out / "model.pt").unlink()  # as if killed right after the last checkpoint
+    manager = CheckpointManager(out / "checkpoints")
+    newest, previous = manager.list()
+    data = newest.read_bytes()
+    newest.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk
+    r = run_cli(args)
+    assert r.returncode == 0, r.stderr
+    assert "unreadable" in r.stderr and str(newest) in r.stderr
+    assert f"resumed from {previous}" in r.stdout
+    assert (out / "model.pt").exists()
+    assert len(read_csv(out / "training_metrics.csv")) == 4
+
+
+class _Exploit:
+    def __reduce__(self):
+        return (os.system, ("touch PWNED_BY_CHECKPOINT",))
+
+
+def test_checkpoint_with_code_payload_is_refused(tmp_path):
+    path = tmp_path / "evil.pt"
+    with open(path, "wb") as fh:
+        pickle.dump({"model": _Exploit()}, fh)
+    torch.save({"x": _Exploit()}, tmp_path / "evil2.pt")
+    for p in (path, tmp_path / "evil2.pt"):
+        with pytest.raises(Exception):  # noqa: B017 - torch raises UnpicklingError or RuntimeError
+            load_checkpoint(p)
+    assert not (Path.cwd() / "PWNED_BY_CHECKPOINT").exists()
+    assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (fp16 + GradScaler)")
+def test_fp16_gradscaler_on_cuda(data_dir, tmp_path):
+    out = tmp_path / "out"
+    args = [a for a in TINY_ARGS]
+    args[args.index("--device") + 1] = "cuda"
+    args[args.index("--mixed_precision") + 1] = "fp16"
+    r = run_cli(["--data_path", str(data_dir), "--output_dir", str(out), "--num_epochs", "2", *args])
+    assert r.returncode == 0, r.stderr
+    used = yaml.safe_load((out / "run_config.yaml").read_text())["resolved"]
+    assert used["precision_used"] == "fp16" and used["device_used"] == "cuda"
+    rows = read_csv(out / "training_metrics.csv")
+    assert all(float(r["loss"]) == float(r["loss"]) for r in rows)  # no NaN
+    ckpt = load_checkpoint(CheckpointManager(out / "checkpoints").list()[0])
+    assert ckpt["scaler"]["scale"] > 0

@@ -1,0 +1,32 @@
+# Training: GPU-tagged. Intermediate checkpoints live in a folder that is NOT a declared output,
+# so Snakemake does not delete them when a killed job reruns; the trainer resumes from them.
+
+
+rule train_model:
+    input:
+        train=rules.split_dataset.output.train,
+        val=rules.split_dataset.output.val,
+        train_config=config["train"]["config"],
+    output:
+        model=f"{RESULTS}/train/model.pt",
+        metrics=f"{RESULTS}/train/training_metrics.csv",
+        run_config=f"{RESULTS}/train/run_config.yaml",
+    log:
+        f"{RESULTS}/logs/train_model.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/train_model.tsv"
+    conda:
+        "../../environment.yml"
+    threads: config["train"]["threads"]
+    resources:
+        gpu=config["train"]["gpus"],
+    params:
+        data_path=lambda wc, input: os.path.dirname(input.train),
+        output_dir=lambda wc, output: os.path.dirname(output.model),
+        checkpoint_dir=f"{RESULTS}/train_checkpoints",
+        overrides=train_overrides(),
+    shell:
+        "python -m genesis_rna.train_pretrain --config {input.train_config}"
+        " --data_path {params.data_path} --output_dir {params.output_dir}"
+        " --checkpoint_dir {params.checkpoint_dir} --threads {threads}"
+        " --no-progress {params.overrides} > {log} 2>&1"
