@@ -2,8 +2,12 @@
 
 Significance is the loss last seen for that sample (its weighted multi-task loss from the
 last time it was trained), divided by a running mean of recent losses so that the threshold is
-dimensionless and does not drift as the loss falls. Samples never seen yet are always
-selected, so every sample is trained at least once and has a memory.
+dimensionless and does not drift as the loss falls. A sample never seen yet has no memory:
+its significance is a deterministic pseudo-random draw, uniform on [0, 2) (mean 1, the
+running-mean loss), from a hash of its index and a per-controller draw counter. So the first
+epoch is already a target-rate subsample chosen without bias, not a full pass, and unseen
+samples keep competing fairly (on average) with seen ones until they are trained. The draw
+counter is part of the state, so a resumed run draws exactly what an uninterrupted one would.
 
 Why loss memory rather than a no-grad scoring forward: a forward pass costs about a third of
 forward+backward, so scoring every sample would spend ~0.33 of the full cost before training
@@ -11,11 +15,10 @@ the selected 40%, leaving ~0.73 of the AST-off cost instead of ~0.4. The memory 
 (the loss comes out of the training forward anyway), and a stale memory is itself a useful
 signal: samples not trained for a while keep the higher loss they had earlier and come back.
 
-The threshold is set by a PI controller on the log scale. The measured activation rate (the
-fraction of already-seen samples selected; forced picks of unseen samples are not the
-controller's doing) is smoothed by an EMA; error = target - ema; the integral is clamped
-(anti-windup), so a long saturated stretch (e.g. the first epoch, all unseen) cannot wind it
-up; log threshold = -(kp * error + ki * integral).
+The threshold is set by a PI controller on the log scale. The measured activation rate of
+each batch is smoothed by an EMA; error = target - ema; the integral is clamped
+(anti-windup), so a long saturated stretch (e.g. every loss equal) cannot wind it up;
+log threshold = -(kp * error + ki * integral).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ class ASTController:
         self.integral = 0.0
         self.ema_rate = target
         self.scale = float("nan")  # running mean of recorded per-sample losses
+        self.draws = 0  # counter that keys the pseudo-random draws for unseen samples
         self.reset_epoch()
 
     @property
@@ -51,20 +55,29 @@ class ASTController:
         self.epoch_tokens = 0
         self.epoch_tokens_skipped = 0
 
+    def _unseen_draw(self, indices: torch.Tensor) -> torch.Tensor:
+        """[B] deterministic uniform [0, 2) draws for samples without a loss memory."""
+        x = (indices.to(torch.int64) * 2654435761 + self.draws * 40503 + 12345) % 4294967296
+        x = (x ^ (x >> 13)) * 1274126177 % 4294967296
+        self.draws += 1
+        return 2.0 * x.to(torch.float64).div(4294967296.0).to(torch.float32)
+
     def significance(self, indices: torch.Tensor) -> torch.Tensor:
-        """[B] loss memory / running mean loss (NaN for unseen samples)."""
-        return self.memory[indices.cpu()] / self.scale
+        """[B] loss memory / running mean loss; a uniform [0, 2) draw for unseen samples."""
+        indices = indices.cpu()
+        sig = self.memory[indices] / self.scale
+        unseen = torch.isnan(sig)
+        if unseen.any():
+            sig[unseen] = self._unseen_draw(indices[unseen])
+        return sig
 
     def select(self, indices: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
         """[B] bool mask of samples to train; also steps the controller and epoch counters."""
         sig = self.significance(indices)
-        unseen = torch.isnan(sig)
-        chosen = unseen | (sig >= self.threshold)
+        chosen = sig >= self.threshold
         if not chosen.any():  # every batch trains on at least one sample: the most significant
             chosen[int(torch.argmax(sig))] = True
-        seen = ~unseen
-        if seen.any():
-            self._control(float(chosen[seen].float().mean()))
+        self._control(float(chosen.float().mean()))
         self.epoch_samples += len(chosen)
         self.epoch_selected += int(chosen.sum())
         if lengths is not None:
@@ -99,6 +112,7 @@ class ASTController:
             "integral": self.integral,
             "ema_rate": self.ema_rate,
             "scale": self.scale,
+            "draws": self.draws,
             "epoch": [self.epoch_samples, self.epoch_selected, self.epoch_tokens,
                       self.epoch_tokens_skipped],
         }
@@ -112,6 +126,7 @@ class ASTController:
         self.integral = float(state["integral"])
         self.ema_rate = float(state["ema_rate"])
         self.scale = float(state["scale"])
+        self.draws = int(state["draws"])
         (self.epoch_samples, self.epoch_selected, self.epoch_tokens,
          self.epoch_tokens_skipped) = (int(x) for x in state["epoch"])
 

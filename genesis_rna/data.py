@@ -9,6 +9,7 @@ makes exact resume possible. Validation masks are the same every epoch, so epoch
 
 from __future__ import annotations
 
+import hashlib
 import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -56,6 +57,14 @@ class SplitData:
 
     def __len__(self) -> int:
         return len(self.ids)
+
+    def fingerprint(self) -> str:
+        """sha1 over ids, tokens, labels and pairs: a checkpoint resumes only on the same data."""
+        h = hashlib.sha1()
+        for rid, toks, els, prs in zip(self.ids, self.tokens, self.elements, self.pairs, strict=True):
+            h.update(rid.encode() + b"\0")
+            h.update(toks.tobytes() + b"\1" + els.tobytes() + b"\2" + prs.tobytes() + b"\3")
+        return h.hexdigest()
 
     @property
     def sequences(self) -> list[str]:

@@ -164,6 +164,7 @@ class Trainer:
         data_dir = Path(cfg.data_path)
         self.train_data = load_split(data_dir / "train.parquet")
         self.val_data = load_split(data_dir / "val.parquet")
+        self.data_fingerprint = f"{self.train_data.fingerprint()}:{self.val_data.fingerprint()}"
         if len(self.train_data) == 0:
             raise ConfigError("data_path", f"{data_dir / 'train.parquet'} has no rows")
         if len(self.val_data) == 0:
@@ -221,6 +222,7 @@ class Trainer:
         return {
             "format": CHECKPOINT_FORMAT,
             "config": self.resolved_config(),
+            "data_fingerprint": self.data_fingerprint,
             "model_config": self.model_config.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
             "model": self.model.state_dict(),
@@ -266,6 +268,11 @@ class Trainer:
         if found is None:
             return False
         path, state = found
+        if state.get("data_fingerprint") != self.data_fingerprint:
+            warnings.warn(f"checkpoint {path} was made on different train/val data; starting "
+                          "from scratch and removing old checkpoints", stacklevel=2)
+            self.checkpoints.clear()
+            return False
         if state.get("format") != CHECKPOINT_FORMAT or semantic_config(
                 state["config"]) != semantic_config(self.resolved_config()):
             changed = sorted(k for k, v in semantic_config(self.resolved_config()).items()
@@ -413,11 +420,9 @@ class Trainer:
         print(f"pair threshold tuned on validation: {threshold:.3f} (mean F1 {f1:.4f} after "
               f"post-processing; F1 {val['pair_f1']:.4f} at {self.cfg.pair_threshold})")
         final = {
-            "format": CHECKPOINT_FORMAT,
-            "model": self.model.state_dict(),
-            "model_config": self.model_config.to_dict(),
-            "config": self.resolved_config(),
-            "tokenizer": self.tokenizer.to_dict(),
+            # the full training state (optimizer, scheduler, RNG, AST, data position) too, so
+            # the final file alone can continue training exactly (DESIGN.md, model contract)
+            **self.state_dict(),
             "pair_threshold": threshold,
             "pair_threshold_val_f1": f1,
             "precision_used": self.precision,
@@ -438,7 +443,8 @@ class Trainer:
         if cfg.resume and model_path.exists():
             try:
                 done = load_checkpoint(model_path)
-                if semantic_config(done["config"]) == semantic_config(self.resolved_config()):
+                if (semantic_config(done["config"]) == semantic_config(self.resolved_config())
+                        and done.get("data_fingerprint") == self.data_fingerprint):
                     print(f"training already finished: {model_path} matches this config; "
                           "nothing to do (pass --no-resume to retrain)")
                     return model_path

@@ -70,7 +70,7 @@ def test_cli_flags_override_config_file(data_dir, tmp_path):
     assert used["num_epochs"] == 1 and used["use_ast"] is False and used["seed"] == 7
     assert used["learning_rate"] == 3e-3
     rows = read_csv(out / "training_metrics.csv")
-    assert len(rows) == 2 and float(rows[0]["activation_rate"]) == 1.0
+    assert len(rows) == 2 and float(rows[0]["activation_rate"]) == 1.0  # AST off: all trained
 
 
 def test_cli_rejects_bad_config(data_dir, tmp_path):
@@ -91,13 +91,12 @@ def test_ast_holds_target_and_skips_backward(tmp_path):
                  *TINY_ARGS, "--batch_size", "16", "--ast_target_activation", "0.4"])
     assert r.returncode == 0, r.stderr
     train = [row for row in read_csv(out / "training_metrics.csv") if row["phase"] == "train"]
-    # epoch 1: every sample is new, so all are trained once; afterwards the controller rules
-    assert float(train[0]["activation_rate"]) == 1.0
-    for row in train[1:]:
+    # from the first epoch on: unseen samples compete through unbiased draws
+    for row in train:
         assert abs(float(row["activation_rate"]) - 0.4) < 0.12, row
         assert int(row["samples_skipped"]) > 160 * 0.45
     ckpt = load_checkpoint(CheckpointManager(out / "checkpoints").list()[0])
-    assert torch.isfinite(ckpt["ast"]["memory"]).all()
+    assert torch.isfinite(ckpt["ast"]["memory"]).sum() > 160 * 0.6  # most samples trained by now
 
 
 def _strip_timing(rows: list[dict]) -> list[dict]:
@@ -193,3 +192,16 @@ def test_fp16_gradscaler_on_cuda(data_dir, tmp_path):
     assert all(float(r["loss"]) == float(r["loss"]) for r in rows)  # no NaN
     ckpt = load_checkpoint(CheckpointManager(out / "checkpoints").list()[0])
     assert ckpt["scaler"]["scale"] > 0
+
+
+def test_checkpoint_from_other_data_is_not_resumed(tmp_path):
+    out, ckpts = tmp_path / "out", tmp_path / "ckpts"
+    common = ["--output_dir", str(out), "--checkpoint_dir", str(ckpts), *TINY_ARGS,
+              "--num_epochs", "1", "--save_every_steps", "2"]
+    first = make_splits(tmp_path / "d1", n_train=24, n_val=4, seed=1)
+    assert run_cli(["--data_path", str(first), *common]).returncode == 0
+    (out / "model.pt").unlink()  # as if the workflow reran training after the split changed
+    second = make_splits(tmp_path / "d2", n_train=24, n_val=4, seed=2)
+    r = run_cli(["--data_path", str(second), *common])
+    assert r.returncode == 0, r.stderr
+    assert "different train/val data" in r.stderr and "resumed from" not in r.stdout

@@ -1,5 +1,4 @@
 from genesis_rna.fasta import parse_fasta
-
 from genesis_rna.rule_log import rule_log
 
 with rule_log(snakemake.log[0]):
