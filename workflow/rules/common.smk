@@ -51,3 +51,8 @@ def package_source(module):
     import importlib.util
 
     return importlib.util.find_spec(module).origin
+
+
+def evaluation_sets():
+    """Names of the evaluated data sets: the held-out test split, then each benchmark."""
+    return ["test", *config["evaluate"]["benchmarks"]]

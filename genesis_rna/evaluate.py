@@ -1,0 +1,679 @@
+"""evaluate_model stage: score a trained model on the held-out test split and on curated
+structure benchmarks, side by side with ViennaRNA MFE on the very same sequences.
+
+Per data set (``test`` for the split, else the benchmark's name) it writes, into ``out_dir``:
+- ``per_sequence_<dataset>.tsv``: one row per evaluated sequence (id, family, length, length
+  bin, windowed flag, true pair count, and for the model and ViennaRNA: predicted pair count,
+  P/R/F1 exact and with a one-position shift, MCC, the counts behind pooling, element accuracy);
+- ``f1_per_family_<dataset>.png`` (model vs ViennaRNA mean F1 per family; one "all" group
+  when the data set has no families) and ``f1_vs_length_<dataset>.png``;
+and, over all data sets: ``summary.json`` (everything, nested), ``summary.tsv`` (one row per
+data set x breakdown group, model and baseline columns side by side) and
+``not_evaluated.tsv`` (dataset, id, length, reason for every record left out).
+
+Scoring follows the field (see ``eval_metrics``): every curated pair counts, non-canonical and
+pseudoknotted ones included, while predictions are post-processed (canonical, |i-j| >= 4, one
+partner per base, the checkpoint's tuned threshold). Element labels are scored against
+``element_labels`` of the true pairs. On the test split, MLM accuracy and perplexity use the
+fixed, seeded validation masks of ``data.RNADataset``. Trivial baselines: the data set's own
+majority element class, and the test set's own unigram nucleotide frequencies for MLM (both
+read off the data they are scored on, so they are optimistic).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import multiprocessing as mp
+import os
+import re
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from genesis_rna.annotate import vienna_version
+from genesis_rna.atomic import atomic_open, atomic_path
+from genesis_rna.benchmarks import iter_benchmark_records
+from genesis_rna.checkpoint import load_model
+from genesis_rna.data import IGNORE_INDEX, RNADataset, SplitData, collate, load_split
+from genesis_rna.errors import ConfigError, GenesisError, InputFileError
+from genesis_rna.eval_metrics import (
+    LENGTH_BIN_EDGES,
+    aggregate,
+    element_scores,
+    group_indices,
+    length_bin,
+    length_bin_labels,
+    majority_class_scores,
+    mlm_summary,
+    score_pairs,
+    unigram_scores,
+)
+from genesis_rna.inference import (
+    default_batch_cells,
+    inference_precision,
+    length_batches,
+    predict_structures,
+    resolve_device,
+)
+from genesis_rna.pair_metrics import Pair
+from genesis_rna.structures import element_labels, parse_dot_bracket
+from genesis_rna.tokenization import A_ID, N_ID, VOCAB, normalize_sequence
+from genesis_rna.train_pretrain import autocast_for
+
+TEST_NAME = "test"
+METHODS = ("model", "vienna")
+# Pair metrics copied into summary.tsv for each method (per-sequence means, then pooled).
+TSV_METRICS = ("f1", "f1_shift", "precision", "recall", "mcc",
+               "pooled_f1", "pooled_f1_shift", "pooled_precision", "pooled_recall")
+_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+@dataclass
+class EvalRecord:
+    id: str
+    sequence: str  # normalized (A/C/G/U/N)
+    pairs: list[Pair]  # curated / labelled pairs, 0-based, i < j
+    family: str | None = None
+
+
+# --------------------------------------------------------------------------------------------
+# Loading
+
+
+def _admit(records: Iterable[tuple[str, str, list[Pair], str | None]], dataset: str,
+           max_length: int | None, max_sequences: int | None
+           ) -> tuple[list[EvalRecord], list[dict]]:
+    """Normalize and filter records; everything left out is returned with its reason."""
+    kept: list[EvalRecord] = []
+    skipped: list[dict] = []
+    for rid, seq, pairs, family in records:
+        def skip(reason: str, rid=rid, seq=seq) -> None:
+            skipped.append({"dataset": dataset, "id": rid, "length": len(seq), "reason": reason})
+
+        try:
+            norm = normalize_sequence(seq)
+        except ValueError as exc:
+            skip(f"sequence cannot be read by the model: {exc}")
+            continue
+        if not norm:
+            skip("empty sequence")
+        elif max_length is not None and len(norm) > max_length:
+            skip(f"longer than max_length {max_length}")
+        elif max_sequences is not None and len(kept) >= max_sequences:
+            skip(f"beyond max_sequences {max_sequences}")
+        else:
+            kept.append(EvalRecord(rid, norm, [(int(i), int(j)) for i, j in pairs], family))
+    return kept, skipped
+
+
+def load_benchmark(name: str, path: str | Path, *, max_length: int | None = None,
+                   max_sequences: int | None = None) -> tuple[list[EvalRecord], list[dict]]:
+    """Records of a curated benchmark (any format ``benchmarks.iter_benchmark_records``
+    reads) plus the not-evaluated rows."""
+    recs = ((r.id, r.sequence, r.pairs, r.family) for r in iter_benchmark_records(path))
+    return _admit(recs, name, max_length, max_sequences)
+
+
+def load_test_split(path: str | Path, *, max_length: int | None = None,
+                    max_sequences: int | None = None
+                    ) -> tuple[list[EvalRecord], list[dict], SplitData, list[str]]:
+    """Records of the held-out split, the not-evaluated rows, the admitted rows as
+    ``SplitData`` (for MLM) and the distinct label sources."""
+    data = load_split(path)
+    recs = ((rid, seq, [tuple(p) for p in pairs.tolist()], None)
+            for rid, seq, pairs in zip(data.ids, data.sequences, data.pairs, strict=True))
+    kept, skipped = _admit(recs, TEST_NAME, max_length, max_sequences)
+    keep_ids = {r.id for r in kept}
+    rows = [k for k, rid in enumerate(data.ids) if rid in keep_ids]
+    sub = SplitData([data.ids[k] for k in rows], [data.tokens[k] for k in rows],
+                    [data.elements[k] for k in rows], [data.pairs[k] for k in rows],
+                    data.lengths[rows])
+    sources = sorted(set(pq.read_table(path, columns=["label_source"])
+                         .column("label_source").to_pylist()) - {None})
+    return kept, skipped, sub, sources
+
+
+# --------------------------------------------------------------------------------------------
+# ViennaRNA baseline
+
+
+# Worker processes are spawned (the parent holds torch's threads, so no fork); each start
+# costs an import of this package, a few seconds, so small jobs fold in-process. Estimated
+# serial folding time: about (L / 100 nt)^3 / 215 s per sequence (ViennaRNA MFE is cubic).
+PARALLEL_MIN_SECONDS = 5.0
+
+
+def _fold_seconds(lengths: Iterable[int]) -> float:
+    return sum((n / 100) ** 3 for n in lengths) / 215
+
+
+def vienna_mfe(sequence: str) -> str:
+    """ViennaRNA MFE dot-bracket with default parameters (37 C, no span limit): the baseline
+    the field reports. Deliberately not ``annotate.fold_one``, whose module-level settings may
+    hold a training corpus's ``max_bp_span`` or temperature in the same process."""
+    import RNA
+
+    return RNA.fold_compound(sequence).mfe()[0]
+
+
+def _cache_key(sequence: str, version: str) -> str:
+    return hashlib.sha1(f"{version}\t{sequence}".encode()).hexdigest()
+
+
+def vienna_structures(sequences: Sequence[str], *, threads: int = 1, progress: bool = False,
+                      desc: str = "ViennaRNA", cache: str | Path | None = None
+                      ) -> list[list[Pair]]:
+    """MFE pairs (default ViennaRNA parameters) of each sequence, in input order.
+
+    ``threads`` > 1 folds in worker processes when the job is big enough to pay for them.
+    ``cache``: a Parquet file of (key, structure) keyed by ViennaRNA version and sequence,
+    read if present and rewritten with the new folds, so reruns skip finished sequences.
+    """
+    version = vienna_version()
+    keys = [_cache_key(s, version) for s in sequences]
+    known: dict[str, str] = {}
+    if cache is not None and Path(cache).exists():
+        try:
+            t = pq.read_table(cache, columns=["key", "structure"])
+        except (pa.ArrowInvalid, OSError, KeyError) as exc:
+            raise InputFileError(cache, f"unreadable ViennaRNA cache ({exc}); delete it") from None
+        known = dict(zip(t.column("key").to_pylist(), t.column("structure").to_pylist(),
+                         strict=True))
+    todo = sorted({k: s for k, s in zip(keys, sequences, strict=True) if k not in known}.items(),
+                  key=lambda kv: -len(kv[1]))  # longest first: better load balance
+    bar = tqdm(total=len(todo), desc=desc, unit="seq", disable=not progress, mininterval=1,
+               file=sys.stderr)
+    seqs = [s for _, s in todo]
+    if threads > 1 and len(todo) > 1 and _fold_seconds(map(len, seqs)) >= PARALLEL_MIN_SECONDS:
+        with mp.get_context("spawn").Pool(min(threads, len(todo))) as pool:
+            for (key, _), structure in zip(todo, pool.imap(vienna_mfe, seqs, chunksize=1),
+                                           strict=True):
+                known[key] = structure
+                bar.update(1)
+    else:
+        for (key, _), seq in zip(todo, seqs, strict=True):
+            known[key] = vienna_mfe(seq)
+            bar.update(1)
+    bar.close()
+    if cache is not None and todo:
+        table = pa.table({"key": list(known), "structure": list(known.values())})
+        with atomic_path(cache) as tmp:
+            pq.write_table(table, tmp, compression="zstd")
+    return [parse_dot_bracket(known[k], source="ViennaRNA") for k in keys]
+
+
+# --------------------------------------------------------------------------------------------
+# Masked-nucleotide modelling on the test split
+
+
+@torch.no_grad()
+def masked_lm_eval(model: torch.nn.Module, data: SplitData, *, seed: int, mask_prob: float,
+                   device: torch.device, precision: str, batch_cells: int | None = None,
+                   progress: bool = False) -> dict:
+    """MLM accuracy and perplexity at masked positions with the fixed validation masks
+    (``RNADataset(train=False)``: seeded per sequence id, first window of long sequences),
+    plus the unigram baseline from the same sequences' nucleotide frequencies."""
+    if len(data) == 0:
+        nan = mlm_summary(0.0, 0, 0)
+        return {"model": nan, "unigram": nan}
+    max_len = model.config.max_len
+    ds = RNADataset(data, max_len=max_len, mask_prob=mask_prob, seed=seed, train=False)
+    lengths = [min(int(n), max_len - 2) for n in data.lengths]
+    nll, correct, total = 0.0, 0, 0
+    targets: list[np.ndarray] = []
+    was_training = model.training
+    model.eval()
+    try:
+        cells = batch_cells or default_batch_cells(device)
+        for batch in tqdm(length_batches(lengths, max_len, cells, 256), desc="MLM test",
+                          unit="batch", disable=not progress, file=sys.stderr):
+            b = collate([ds[(0, k)] for k in batch], max_len, 32)
+            with autocast_for(device, precision):
+                logits = model(b["tokens"].to(device), b["attention_mask"].to(device))["mlm_logits"]
+            labels = b["mlm_labels"].to(device)
+            sel = labels != IGNORE_INDEX
+            logp = F.log_softmax(logits.float()[sel], dim=-1)
+            tgt = labels[sel]
+            nll += float(-logp.gather(1, tgt[:, None]).sum())
+            correct += int((logp.argmax(-1) == tgt).sum())
+            total += int(sel.sum())
+            targets.append(tgt.cpu().numpy())
+    finally:
+        model.train(was_training)
+    freq = np.bincount(np.concatenate(data.tokens).astype(np.int64), minlength=len(VOCAB))
+    freq[: A_ID] = 0  # special tokens never occur inside sequences
+    freq[N_ID + 1 :] = 0
+    return {"model": mlm_summary(nll, correct, total),
+            "unigram": {**unigram_scores(freq, np.concatenate(targets)),
+                        "note": "frequencies of the test sequences themselves"}}
+
+
+# --------------------------------------------------------------------------------------------
+# Scoring one data set
+
+
+def _group_block(scores: Mapping[str, list[dict]], elements: Mapping[str, list[str]],
+                 idx: Sequence[int]) -> dict:
+    """Pair and element metrics of each method over rows ``idx``."""
+    out: dict = {"n": len(idx)}
+    for method, rows in scores.items():
+        out[method] = aggregate([rows[k] for k in idx])
+        out[method]["element"] = element_scores([elements[method][k] for k in idx],
+                                                [elements["true"][k] for k in idx])
+    return out
+
+
+def score_dataset(records: Sequence[EvalRecord], predictions: Sequence,
+                  vienna: Sequence[list[Pair]] | None) -> tuple[pd.DataFrame, dict]:
+    """Per-sequence table and summary block (overall, per family, per length bin)."""
+    n = len(records)
+    lengths = [len(r.sequence) for r in records]
+    elements = {"true": [element_labels(r.pairs, len(r.sequence)) for r in records],
+                "model": [p.elements for p in predictions]}
+    scores = {"model": [score_pairs(p.pairs, r.pairs, len(r.sequence))
+                        for p, r in zip(predictions, records, strict=True)]}
+    if vienna is not None:
+        scores["vienna"] = [score_pairs(v, r.pairs, len(r.sequence))
+                            for v, r in zip(vienna, records, strict=True)]
+        elements["vienna"] = [element_labels(v, len(r.sequence))
+                              for v, r in zip(vienna, records, strict=True)]
+    table: dict[str, list] = {
+        "id": [r.id for r in records],
+        "family": [r.family or "" for r in records],
+        "length": lengths,
+        "length_bin": [length_bin(L) for L in lengths],
+        "windowed": [bool(p.windowed) for p in predictions],
+        "n_true_pairs": [len(set(r.pairs)) for r in records],
+    }
+    for method, rows in scores.items():
+        for key in ("n_pred_pairs", "precision", "recall", "f1", "precision_shift",
+                    "recall_shift", "f1_shift", "mcc", "tp", "tp_shift_pred", "tp_shift_true"):
+            table[f"{method}_{key}"] = [row[key] for row in rows]
+        table[f"{method}_element_acc"] = [
+            float(np.mean(np.frombuffer(a.encode(), np.uint8) == np.frombuffer(b.encode(), np.uint8)))
+            for a, b in zip(elements[method], elements["true"], strict=True)]
+    frame = pd.DataFrame(table)
+
+    overall = _group_block(scores, elements, range(n))
+    overall["majority_class"] = majority_class_scores(elements["true"])
+    families = [r.family for r in records]
+    summary = {
+        "n_evaluated": n,
+        "n_windowed": int(sum(p.windowed for p in predictions)),
+        "all": overall,
+        "per_family": ({str(f): _group_block(scores, elements, idx)
+                        for f, idx in group_indices(families).items()}
+                       if any(f is not None for f in families) else {}),
+        "per_length_bin": {b: _group_block(scores, elements, idx) for b, idx in group_indices(
+            table["length_bin"], length_bin_labels(LENGTH_BIN_EDGES)).items()},
+    }
+    return frame, summary
+
+
+# --------------------------------------------------------------------------------------------
+# Output
+
+
+def _write_tsv(path: Path, frame: pd.DataFrame) -> None:
+    with atomic_open(path, "w", encoding="utf-8", newline="") as fh:
+        frame.to_csv(fh, sep="\t", index=False, float_format="%.6g", lineterminator="\n")
+
+
+def _clean(obj):
+    """NaN/inf -> None so the JSON is standard; numpy scalars -> Python numbers."""
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def summary_rows(dataset: str, block: dict) -> list[dict]:
+    """summary.tsv rows of one data set: all, then families, then length bins."""
+    groups = [("all", "all", block["all"])]
+    groups += [("family", f, b) for f, b in block["per_family"].items()]
+    groups += [("length_bin", k, b) for k, b in block["per_length_bin"].items()]
+    rows = []
+    for breakdown, name, b in groups:
+        row: dict = {"dataset": dataset, "breakdown": breakdown, "group": name, "n": b["n"]}
+        for metric in TSV_METRICS:
+            for method in METHODS:
+                if method in b:
+                    row[f"{method}_{metric}"] = b[method][metric]
+        for method in METHODS:
+            if method in b:
+                row[f"{method}_element_accuracy"] = b[method]["element"]["accuracy"]
+                row[f"{method}_element_macro_f1"] = b[method]["element"]["macro_f1"]
+        if breakdown == "all":
+            maj = b["majority_class"]
+            row["majority_element_accuracy"] = maj["accuracy"]
+            row["majority_element_macro_f1"] = maj["macro_f1"]
+            if "mlm" in block:
+                for who in ("model", "unigram"):
+                    row[f"{who}_mlm_accuracy"] = block["mlm"][who]["accuracy"]
+                    row[f"{who}_mlm_perplexity"] = block["mlm"][who]["perplexity"]
+        rows.append(row)
+    return rows
+
+
+_LABELS = {"model": "Genesis RNA model", "vienna": "ViennaRNA MFE"}
+_COLORS = {"model": "tab:blue", "vienna": "tab:orange"}
+
+
+def _save_figure(fig, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
+    plt.close(fig)
+
+
+def plot_f1_per_family(path: Path, dataset: str, block: dict, note: str = "") -> None:
+    """Grouped bars: mean F1 (exact) of model and ViennaRNA per family, n under each label.
+    A data set without families is shown per length bin instead (and says so)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    by_family = bool(block["per_family"])
+    groups = block["per_family"] if by_family else block["per_length_bin"]
+    names = list(groups)
+    methods = [m for m in METHODS if m in block["all"]]
+    x = np.arange(len(names))
+    width = 0.8 / len(methods)
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) + 2), 4.5))
+    for k, method in enumerate(methods):
+        vals = [groups[g][method]["f1"] for g in names]
+        ax.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, label=_LABELS[method],
+               color=_COLORS[method])
+    ax.set_xticks(x, [f"{g}\n(n={groups[g]['n']})" for g in names],
+                  rotation=30 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center")
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("mean per-sequence base-pair F1 (exact)")
+    ax.set_xlabel("family" if by_family else "length bin (nt); this data set has no families")
+    title = f"{dataset}: base-pair F1 per {'family' if by_family else 'length bin'}, " \
+            "model vs ViennaRNA"
+    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=11)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend()
+    _save_figure(fig, path)
+
+
+def plot_f1_vs_length(path: Path, dataset: str, frame: pd.DataFrame, block: dict,
+                      note: str = "") -> None:
+    """Per-sequence F1 against length (log scale) with the mean of each length bin."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import ScalarFormatter
+
+    methods = [m for m in METHODS if m in block["all"]]
+    labels, colors = _LABELS, _COLORS
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    bins = block["per_length_bin"]
+    for method in methods:
+        ax.scatter(frame["length"], frame[f"{method}_f1"], s=6, alpha=0.3, color=colors[method],
+                   label=f"{labels[method]} (per sequence)")
+        centers = [float(frame.loc[frame["length_bin"] == b, "length"].median()) for b in bins]
+        ax.plot(centers, [bins[b][method]["f1"] for b in bins], marker="o", lw=2,
+                color=colors[method], label=f"{labels[method]} (mean per length bin)")
+    ax.set_xscale("log")
+    ax.xaxis.set_major_formatter(ScalarFormatter())
+    ax.xaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="x", which="minor", labelsize=7)
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_xlabel("sequence length (nt, log scale)")
+    ax.set_ylabel("base-pair F1 (exact)")
+    ax.set_title(f"{dataset}: base-pair F1 against sequence length"
+                 + (f"\n{note}" if note else ""), fontsize=11)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    _save_figure(fig, path)
+
+
+# --------------------------------------------------------------------------------------------
+# Driver
+
+
+def _check_name(name: str) -> None:
+    if not _NAME_RE.match(name):
+        raise ConfigError("benchmark", f"name {name!r} must be letters, digits, '_', '-', '.' "
+                          "(it becomes part of file names)")
+    if name == TEST_NAME:
+        raise ConfigError("benchmark", f"name {TEST_NAME!r} is reserved for the test split")
+
+
+def evaluate(
+    checkpoint: str | Path,
+    test_split_parquet: str | Path | None = None,
+    benchmarks: Mapping[str, str | Path] | None = None,
+    out_dir: str | Path = "evaluation",
+    *,
+    device: str = "auto",
+    max_sequences: int | None = None,
+    max_length: int | None = None,
+    baseline: bool = True,
+    threads: int | None = None,
+    precision: str | None = None,
+    window: int | None = None,
+    batch_cells: int | None = None,
+    baseline_cache: str | Path | None = None,
+    progress: bool = True,
+) -> dict:
+    """Evaluate ``checkpoint`` on the test split and each benchmark; write the outputs listed
+    in the module docstring into ``out_dir`` and return the summary dict.
+
+    ``max_sequences`` / ``max_length`` cap each data set (what they leave out is listed in
+    ``not_evaluated.tsv``). ``threads``: torch threads and ViennaRNA processes (default: the
+    CPUs available). ``precision``: autocast dtype, default the training one.
+    """
+    t_start = time.perf_counter()
+    benchmarks = dict(benchmarks or {})
+    for name in benchmarks:
+        _check_name(name)
+    if test_split_parquet is None and not benchmarks:
+        raise ConfigError("evaluate", "nothing to evaluate: give a test split and/or benchmarks")
+    for key, val in (("max_sequences", max_sequences), ("max_length", max_length),
+                     ("threads", threads), ("batch_cells", batch_cells)):
+        if val is not None and val < 1:
+            raise ConfigError(key, f"must be at least 1, got {val}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    n_cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    workers = threads or n_cpus or 1
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        dev = resolve_device(device)
+    except ValueError as exc:
+        raise ConfigError("device", str(exc)) from None
+    checkpoint = Path(checkpoint)
+    if not checkpoint.exists():
+        raise InputFileError(checkpoint, "checkpoint not found")
+    model, tokenizer, config, threshold = load_model(checkpoint, device=dev)
+    if window is not None and not 1 <= window <= model.config.max_len - 2:
+        raise ConfigError("window", f"must be in 1..{model.config.max_len - 2} (the model's "
+                          f"max_len - 2), got {window}")
+    prec = inference_precision(precision or config.get("mixed_precision", "fp32"), dev)
+    min_sep = int(config.get("pair_min_sep", 4))
+
+    summary: dict = {
+        "checkpoint": str(checkpoint), "pair_threshold": threshold, "pair_min_sep": min_sep,
+        "device": str(dev), "precision": prec, "threads": torch.get_num_threads(),
+        "model_max_len": model.config.max_len,
+        "window": window or model.config.max_len - 2,
+        "baseline": f"ViennaRNA {vienna_version()} MFE, default parameters" if baseline else None,
+        "length_bins": length_bin_labels(LENGTH_BIN_EDGES),
+        "max_sequences": max_sequences, "max_length": max_length, "datasets": {},
+    }
+    not_evaluated: list[dict] = []
+    tsv_rows: list[dict] = []
+    sources: list[tuple[str, str | Path]] = []
+    if test_split_parquet is not None:
+        sources.append((TEST_NAME, test_split_parquet))
+    sources += list(benchmarks.items())
+
+    for name, path in sources:
+        t0 = time.perf_counter()
+        block: dict = {"source": str(path)}
+        split_data = None
+        if name == TEST_NAME:
+            records, skipped, split_data, label_sources = load_test_split(
+                path, max_length=max_length, max_sequences=max_sequences)
+            block["label_source"] = label_sources
+        else:
+            records, skipped = load_benchmark(name, path, max_length=max_length,
+                                              max_sequences=max_sequences)
+        not_evaluated += skipped
+        block["n_records"] = len(records) + len(skipped)
+        block["n_not_evaluated"] = len(skipped)
+        t1 = time.perf_counter()
+        preds = predict_structures(model, [r.sequence for r in records], threshold,
+                                   tokenizer=tokenizer, device=dev, precision=prec,
+                                   window=window, min_sep=min_sep, batch_cells=batch_cells,
+                                   progress=progress, desc=f"model {name}")
+        t2 = time.perf_counter()
+        vienna = (vienna_structures([r.sequence for r in records], threads=workers,
+                                    progress=progress, desc=f"ViennaRNA {name}",
+                                    cache=baseline_cache) if baseline else None)
+        t3 = time.perf_counter()
+        frame, scored = score_dataset(records, preds, vienna)
+        block.update(scored)
+        if split_data is not None:
+            block["mlm"] = masked_lm_eval(
+                model, split_data, seed=int(config.get("seed", 0)),
+                mask_prob=float(config.get("mask_prob", 0.15)), device=dev, precision=prec,
+                batch_cells=batch_cells, progress=progress)
+        _write_tsv(out / f"per_sequence_{name}.tsv", frame)
+        note = ""
+        if baseline and any("ViennaRNA" in src for src in block.get("label_source", [])):
+            note = "(test labels are ViennaRNA folds: the baseline matches them by construction)"
+            block["note"] = ("labels of this split come from ViennaRNA folding, so the ViennaRNA "
+                             "baseline scores ~1 here by construction; curated benchmarks are "
+                             "the fair comparison")
+        plot_f1_per_family(out / f"f1_per_family_{name}.png", name, block, note)
+        plot_f1_vs_length(out / f"f1_vs_length_{name}.png", name, frame, block, note)
+        block["wall_time_s"] = {"load": t1 - t0, "model": t2 - t1, "vienna": t3 - t2,
+                                "total": time.perf_counter() - t0}
+        summary["datasets"][name] = block
+        tsv_rows += summary_rows(name, block)
+        if block["n_windowed"]:
+            print(f"{name}: {block['n_windowed']} sequences longer than the window were "
+                  "predicted in sliding windows", file=sys.stderr)
+
+    _write_tsv(out / "not_evaluated.tsv",
+               pd.DataFrame(not_evaluated, columns=["dataset", "id", "length", "reason"]))
+    _write_tsv(out / "summary.tsv", pd.DataFrame(tsv_rows))
+    summary["wall_time_s"] = time.perf_counter() - t_start
+    summary = _clean(summary)
+    # Not atomic.write_json: that sorts keys, which would scramble the length bins and the
+    # data-set order that readers (and the report) expect.
+    with atomic_open(out / "summary.json", "w", encoding="utf-8") as fh:
+        json.dump(summary, fh, indent=2, allow_nan=False)
+        fh.write("\n")
+    return summary
+
+
+def format_report(summary: Mapping) -> str:
+    """A few lines for the terminal: F1 of model and baseline per data set."""
+    lines = [f"{'dataset':<14}{'n':>7}{'model F1':>10}{'Vienna F1':>11}{'windowed':>10}"
+             f"{'not eval.':>11}{'time s':>8}"]
+    for name, b in summary["datasets"].items():
+        vf = b["all"].get("vienna", {}).get("f1")
+        lines.append(
+            f"{name:<14}{b['n_evaluated']:>7}{_fmt(b['all']['model']['f1']):>10}"
+            f"{_fmt(vf):>11}{b['n_windowed']:>10}{b['n_not_evaluated']:>11}"
+            f"{b['wall_time_s']['total']:>8.1f}")
+    return "\n".join(lines)
+
+
+def _fmt(x) -> str:
+    return "-" if x is None else f"{x:.3f}"
+
+
+def _benchmark_arg(text: str) -> tuple[str, str]:
+    name, sep, path = text.partition("=")
+    if not sep or not name or not path:
+        raise argparse.ArgumentTypeError(f"expected NAME=PATH, got {text!r}")
+    return name, path
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m genesis_rna.evaluate",
+        description="Evaluate a trained model on the held-out split and curated benchmarks, "
+                    "side by side with ViennaRNA MFE.")
+    p.add_argument("--checkpoint", required=True, help="final model.pt of a training run")
+    p.add_argument("--test", help="held-out split table (test.parquet)")
+    p.add_argument("--benchmark", action="append", default=[], type=_benchmark_arg,
+                   metavar="NAME=PATH", help="curated benchmark (repeatable): folder/tarball of "
+                   ".bpseq, .ct, dot-bracket FASTA, or CSV id,sequence,structure,base_pairs")
+    p.add_argument("--out_dir", required=True)
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    p.add_argument("--max_sequences", type=int, help="evaluate at most N sequences per data set")
+    p.add_argument("--max_length", type=int,
+                   help="leave out (and list) sequences longer than N nt")
+    p.add_argument("--threads", type=int, help="torch threads and ViennaRNA processes")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                   help="autocast dtype (default: the one the model was trained with)")
+    p.add_argument("--window", type=int,
+                   help="nt per sliding window for long sequences (default max_len - 2)")
+    p.add_argument("--batch_cells", type=int,
+                   help="batch x T x T pair-map cells per forward pass (default: 2^18 on CPU, "
+                   "2^23 on CUDA)")
+    p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
+                   help="fold the same sequences with ViennaRNA for comparison")
+    p.add_argument("--baseline_cache", help="Parquet cache of ViennaRNA folds (reused on reruns)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    benchmarks: dict[str, str] = {}
+    for name, path in args.benchmark:
+        if name in benchmarks:
+            print(f"error: --benchmark name {name!r} given twice", file=sys.stderr)
+            return 2
+        benchmarks[name] = path
+    try:
+        summary = evaluate(
+            args.checkpoint, args.test, benchmarks, args.out_dir, device=args.device,
+            max_sequences=args.max_sequences, max_length=args.max_length,
+            baseline=args.baseline, threads=args.threads, precision=args.precision,
+            window=args.window, batch_cells=args.batch_cells,
+            baseline_cache=args.baseline_cache, progress=args.progress)
+    except GenesisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    print(format_report(summary))
+    print(f"wrote {args.out_dir}/summary.json, summary.tsv, not_evaluated.tsv, per-sequence "
+          "tables and plots")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+
+
+__all__ = ["EvalRecord", "evaluate", "load_benchmark", "load_test_split", "main",
+           "masked_lm_eval", "score_dataset", "vienna_structures"]

@@ -1,0 +1,225 @@
+"""Fold new sequences with a trained model: FASTA in, dot-bracket FASTA out.
+
+    python -m genesis_rna.predict --checkpoint model.pt --input seqs.fasta --output out.fa \
+        [--pair_probs probs.parquet|probs.npz] [--threshold X]
+
+Each output record is ``>id``, the normalized sequence (T -> U, IUPAC codes -> N) and the
+predicted structure (pseudoknotted pairs on ``[]``, ``{}``, ... pages). Sequences longer than
+the model's window are predicted in sliding windows (see ``inference``) and counted on stderr.
+``--pair_probs`` writes the pair probabilities >= ``--prob_floor`` as a long table
+(index, id, i, j, prob; 0-based positions, i < j): Parquet, or numpy ``.npz`` (plain arrays,
+readable with ``allow_pickle=False``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import sys
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from genesis_rna.atomic import atomic_open, atomic_path
+from genesis_rna.checkpoint import load_model
+from genesis_rna.errors import ConfigError, GenesisError, InputFileError
+from genesis_rna.fasta import normalize_sequence, parse_header
+from genesis_rna.inference import (
+    Prediction,
+    inference_precision,
+    predict_structures,
+    resolve_device,
+)
+from genesis_rna.structures import pairs_to_dot_bracket
+from genesis_rna.tables import write_table
+
+
+@dataclass
+class FastaRecord:
+    id: str
+    sequence: str  # normalized
+    line: int  # 1-based header line
+
+
+def read_fasta(path: str | Path) -> list[FastaRecord]:
+    """Records of a FASTA(.gz) file; sequences normalized (``fasta.normalize_sequence``,
+    ambiguity codes -> N). Malformed input raises ``InputFileError`` naming file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputFileError(path, "input FASTA not found")
+    records: list[FastaRecord] = []
+    header: tuple[int, str] | None = None
+    chunks: list[str] = []
+
+    def finish() -> None:
+        assert header is not None
+        line, title = header
+        rid, _, _ = parse_header(title)
+        if not rid:
+            raise InputFileError(path, "header without an id", line)
+        seq, _, reason, _ = normalize_sequence("".join(chunks), "to_n")
+        if seq is None:
+            raise InputFileError(path, f"record {rid!r}: {reason}", line)
+        records.append(FastaRecord(rid, seq, line))
+
+    for n, text in _lines(path):
+        if not text.strip():
+            continue
+        if text.startswith(">"):
+            if header is not None:
+                finish()
+            header, chunks = (n, text[1:]), []
+        elif header is None:
+            raise InputFileError(path, f"not a FASTA file: expected a '>' header, found "
+                                 f"{text[:20]!r}", n)
+        else:
+            chunks.append(text.strip())
+    if header is None:
+        raise InputFileError(path, "no FASTA records (empty file?)")
+    finish()
+    return records
+
+
+def _lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) of a plain or gzip file; binary data is an error."""
+    with open(path, "rb") as raw:
+        fh = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
+        n = 0
+        lines = iter(fh)
+        while True:
+            try:
+                line = next(lines)
+            except StopIteration:
+                return
+            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+                raise InputFileError(path, f"truncated or corrupt gzip data: {exc}", n + 1) from None
+            n += 1
+            if b"\x00" in line:
+                raise InputFileError(path, "binary data (NUL byte): not a FASTA file", n)
+            try:
+                text = line.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InputFileError(path, "undecodable bytes: not a FASTA file", n) from None
+            yield n, text.removeprefix("\ufeff").rstrip("\r\n")
+
+
+def write_dot_bracket_fasta(path: str | Path | None, records: list[FastaRecord],
+                            predictions: list[Prediction]) -> None:
+    """``>id``, sequence, structure per record; to stdout when ``path`` is None."""
+    text = "".join(f">{r.id}\n{r.sequence}\n{pairs_to_dot_bracket(p.pairs, len(r.sequence))}\n"
+                   for r, p in zip(records, predictions, strict=True))
+    if path is None:
+        sys.stdout.write(text)
+    else:
+        with atomic_open(path, "w", encoding="utf-8") as fh:
+            fh.write(text)
+
+
+def write_pair_probs(path: str | Path, records: list[FastaRecord],
+                     predictions: list[Prediction]) -> None:
+    """Long table index, id, i, j, prob (0-based, i < j) as .parquet or .npz (no pickle)."""
+    path = Path(path)
+    parts = [(k, r.id, p.pair_probs) for k, (r, p) in enumerate(zip(records, predictions,
+                                                                     strict=True))]
+    sizes = [len(pp[0]) for _, _, pp in parts]
+    index = np.repeat(np.arange(len(parts), dtype=np.int32), sizes)
+    ids = np.repeat(np.array([rid for _, rid, _ in parts], dtype=str), sizes)
+    i = np.concatenate([pp[0] for _, _, pp in parts]).astype(np.int32)
+    j = np.concatenate([pp[1] for _, _, pp in parts]).astype(np.int32)
+    prob = np.concatenate([pp[2] for _, _, pp in parts]).astype(np.float32)
+    if path.name.lower().endswith(".npz"):
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez_compressed(fh, index=index, id=ids, i=i, j=j, prob=prob)
+    else:
+        write_table(path, pa.table({"index": index, "id": pa.array(ids.tolist(), pa.string()),
+                                    "i": i, "j": j, "prob": prob}))
+
+
+def predict_fasta(checkpoint: str | Path, input_path: str | Path,
+                  output: str | Path | None = None, *, pair_probs: str | Path | None = None,
+                  threshold: float | None = None, device: str = "auto",
+                  precision: str | None = None, window: int | None = None,
+                  prob_floor: float = 0.01, threads: int | None = None,
+                  progress: bool = True) -> dict:
+    """Fold every record of ``input_path``; returns counts {sequences, windowed, threshold}."""
+    if threshold is not None and not 0.0 < threshold < 1.0:
+        raise ConfigError("threshold", f"must be in (0, 1), got {threshold}")
+    if pair_probs is not None and not str(pair_probs).lower().endswith((".parquet", ".npz")):
+        raise ConfigError("pair_probs", f"{pair_probs}: use a .parquet or .npz file name")
+    if threads is not None:
+        import torch
+
+        torch.set_num_threads(threads)
+    records = read_fasta(input_path)
+    try:
+        dev = resolve_device(device)
+    except ValueError as exc:
+        raise ConfigError("device", str(exc)) from None
+    ckpt = Path(checkpoint)
+    if not ckpt.is_file():
+        raise InputFileError(ckpt, "checkpoint not found")
+    model, tokenizer, config, tuned = load_model(ckpt, device=dev)
+    thr = tuned if threshold is None else threshold
+    if window is not None and not 1 <= window <= model.config.max_len - 2:
+        raise ConfigError("window", f"must be in 1..{model.config.max_len - 2}, got {window}")
+    prec = inference_precision(precision or config.get("mixed_precision", "fp32"), dev)
+    preds = predict_structures(
+        model, [r.sequence for r in records], thr, tokenizer=tokenizer, device=dev,
+        precision=prec, window=window, min_sep=int(config.get("pair_min_sep", 4)),
+        keep_pair_probs=pair_probs is not None, prob_floor=prob_floor, progress=progress,
+        desc="fold")
+    write_dot_bracket_fasta(output, records, preds)
+    if pair_probs is not None:
+        write_pair_probs(pair_probs, records, preds)
+    n_windowed = sum(p.windowed for p in preds)
+    if n_windowed:
+        print(f"{n_windowed} of {len(preds)} sequences are longer than "
+              f"{window or model.config.max_len - 2} nt and were predicted in sliding windows",
+              file=sys.stderr)
+    return {"sequences": len(preds), "windowed": n_windowed, "threshold": thr}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m genesis_rna.predict",
+                                description="Predict secondary structures with a trained model.")
+    p.add_argument("--checkpoint", required=True, help="final model.pt of a training run")
+    p.add_argument("--input", required=True, help="FASTA(.gz) of RNA (or DNA) sequences")
+    p.add_argument("--output", help="dot-bracket FASTA to write (default: stdout)")
+    p.add_argument("--pair_probs", help="also write pair probabilities (.parquet or .npz)")
+    p.add_argument("--prob_floor", type=float, default=0.01,
+                   help="smallest pair probability written to --pair_probs")
+    p.add_argument("--threshold", type=float,
+                   help="pair-probability threshold (default: the one tuned on validation)")
+    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
+    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+                   help="autocast dtype (default: the one the model was trained with)")
+    p.add_argument("--window", type=int,
+                   help="nt per sliding window for long sequences (default max_len - 2)")
+    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        done = predict_fasta(args.checkpoint, args.input, args.output,
+                             pair_probs=args.pair_probs, threshold=args.threshold,
+                             device=args.device, precision=args.precision, window=args.window,
+                             prob_floor=args.prob_floor, threads=args.threads,
+                             progress=args.progress)
+    except GenesisError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    where = args.output or "stdout"
+    print(f"folded {done['sequences']} sequences (threshold {done['threshold']:.3f}) -> {where}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

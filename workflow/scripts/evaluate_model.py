@@ -1,0 +1,18 @@
+from pathlib import Path
+
+from genesis_rna.evaluate import evaluate, format_report
+from genesis_rna.rule_log import rule_log
+
+with rule_log(snakemake.log[0]):
+    summary = evaluate(
+        snakemake.input.model,
+        snakemake.input.test,
+        snakemake.params.benchmarks,
+        Path(snakemake.output.summary).parent,
+        max_length=snakemake.params.max_length,
+        max_sequences=snakemake.params.max_sequences,
+        baseline=snakemake.params.baseline,
+        threads=snakemake.threads,
+        progress=False,
+    )
+    print(format_report(summary))
