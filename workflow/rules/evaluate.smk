@@ -7,7 +7,10 @@ rule evaluate_model:
         model=rules.train_model.output.model,
         test=rules.split_dataset.output.test,
         benchmarks=list(config["evaluate"]["benchmarks"].values()),
-        code=package_source("genesis_rna.evaluate"),
+        code=[
+            package_source(f"genesis_rna.{m}")
+            for m in ("evaluate", "inference", "eval_metrics", "pair_metrics")
+        ],
     output:
         summary=report(
             f"{RESULTS}/evaluation/summary.tsv",
@@ -40,6 +43,8 @@ rule evaluate_model:
         max_length=config["evaluate"]["max_length"],
         max_sequences=config["evaluate"]["max_sequences"],
         baseline=config["evaluate"]["baseline"],
+        # ViennaRNA folds do not depend on the model: cached outside the declared outputs
+        baseline_cache=f"{RESULTS}/evaluation_cache/vienna_folds.parquet",
     script:
         "../scripts/evaluate_model.py"
 

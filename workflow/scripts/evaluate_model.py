@@ -13,6 +13,7 @@ with rule_log(snakemake.log[0]):
         max_sequences=snakemake.params.max_sequences,
         baseline=snakemake.params.baseline,
         threads=snakemake.threads,
+        baseline_cache=snakemake.params.baseline_cache,
         progress=False,
     )
     print(format_report(summary))
