@@ -1,0 +1,198 @@
+"""The workflow on a real SLURM cluster (single node, localhost) through workflow/profiles/slurm.
+
+Skips with the reason where SLURM, munge or the executor plugin is not installed (see
+tests/slurm_cluster.py). Every snakemake call runs under ``timeout -k`` so a stuck status check
+cannot hang the suite.
+"""
+
+from __future__ import annotations
+
+import csv
+import random
+import re
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.slurm_cluster import SlurmCluster, local_slurm_cluster
+from tests.workflow_utils import copy_workflow, write_config
+
+pytestmark = pytest.mark.slow
+
+PROFILE = "workflow/profiles/slurm"
+RUN_TIMEOUT = 240  # seconds for one snakemake run (the first takes ~2 minutes on 2 cores)
+SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (.+?)\)")
+CHECKPOINT = re.compile(r"ckpt_step\d+\.pt$")
+# Rules that run on the submit host: `all` (nothing to execute) and any rule the Snakefile
+# declares in `localrules:`.
+LOCAL_RULES = {"all"}
+
+
+def snakemake_cmd(timeout: int = RUN_TIMEOUT) -> list[str]:
+    # The profile replaces the local workflow profile (profiles/default), whose keys would
+    # otherwise override it. Test-only flags: status checks start after 1 s instead of 40 s,
+    # and the SLURM logs of successful jobs are kept for inspection.
+    return ["timeout", "-k", "15", str(timeout), sys.executable, "-m", "snakemake",
+            "--workflow-profile", PROFILE, "--configfile", "test_config.yaml",
+            "--slurm-init-seconds-before-status-checks", "1", "--slurm-keep-successful-logs"]
+
+
+def run_snakemake(cluster: SlurmCluster, work: Path) -> str:
+    proc = subprocess.run(snakemake_cmd(), cwd=work, env=cluster.env, capture_output=True,
+                          text=True, timeout=RUN_TIMEOUT + 30)
+    output = proc.stdout + proc.stderr
+    if proc.returncode != 0:
+        raise AssertionError(f"snakemake on SLURM failed ({proc.returncode}):\n{output}\n"
+                             f"{cluster.logs()}")
+    return output
+
+
+def job_stats(output: str) -> Counter:
+    """Rule -> job count from the 'Job stats' table snakemake prints first."""
+    counts: Counter = Counter()
+    lines = output.splitlines()
+    start = lines.index("Job stats:")
+    for line in lines[start + 3:]:
+        parts = line.split()
+        if len(parts) != 2 or parts[0] == "total":
+            break
+        counts[parts[0]] = int(parts[1])
+    return counts
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with local_slurm_cluster() as running:
+        yield running
+
+
+@dataclass
+class Runs:
+    """What the module's two snakemake runs left: the killed one, then the resumed one."""
+
+    work: Path
+    killed_output: str
+    killed_jobid: str
+    left_checkpoints: list[str]
+    resumed_output: str
+
+
+def _wait_for_checkpoint(folder: Path, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if folder.is_dir() and any(CHECKPOINT.match(p.name) for p in folder.iterdir()):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"snakemake exited ({proc.returncode}) before a checkpoint")
+        time.sleep(0.2)
+    raise TimeoutError(f"no checkpoint in {folder} after {timeout}s")
+
+
+@pytest.fixture(scope="module")
+def runs(cluster, tmp_path_factory) -> Runs:
+    """The demo workflow on the cluster; its training job is cancelled (scancel) once it has
+    written a checkpoint, then the workflow is run again."""
+    work = tmp_path_factory.mktemp("slurm_wf")
+    copy_workflow(work)
+    rng = random.Random(7)
+    with open(work / "tiny.fa", "w") as fh:
+        for k in range(150):
+            fh.write(f">s{k}\n{''.join(rng.choice('ACGU') for _ in range(rng.randint(40, 80)))}\n")
+    # A checkpoint every 5 steps and 3 epochs (~21 steps): a checkpoint appears early, and
+    # training is still running when it is cancelled.
+    trainer = yaml.safe_load((work / "config" / "train_cpu_demo.yaml").read_text())
+    (work / "train_test.yaml").write_text(yaml.safe_dump({**trainer, "save_every_steps": 5}))
+    write_config(work, {
+        "corpus": {"source": "tiny.fa"},
+        "split": {"method": "random", "val_fraction": 0.15, "test_fraction": 0.15},
+        "train": {"config": "train_test.yaml", "num_epochs": 3, "gpus": 1, "threads": 2},
+    })
+    checkpoints = work / "results" / "train_checkpoints"
+
+    start = time.monotonic()
+    with open(work / "killed_run.out", "w") as out:
+        proc = subprocess.Popen(snakemake_cmd(), cwd=work, env=cluster.env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    try:
+        _wait_for_checkpoint(checkpoints, proc, timeout=RUN_TIMEOUT)
+        running = [j for j in cluster.jobs()
+                   if j["comment"] == "rule_train_model" and j["state"] == "RUNNING"]
+        assert len(running) == 1, cluster.jobs()
+        jobid = running[0]["id"]
+        cluster.run("scancel", jobid)
+        assert cluster.wait_for_state(jobid, {"CANCELLED", "COMPLETED"}) == "CANCELLED"
+        proc.wait(timeout=RUN_TIMEOUT)  # snakemake notices at its next status check
+    finally:
+        if proc.poll() is None:
+            proc.terminate()  # `timeout` passes SIGTERM on; snakemake cancels its jobs
+            proc.wait(timeout=60)
+    killed_output = (work / "killed_run.out").read_text()
+    assert proc.returncode != 0, killed_output
+    left = sorted(p.name for p in checkpoints.iterdir() if CHECKPOINT.match(p.name))
+    killed_log = (work / "results" / "logs" / "train_model.log").read_text()
+    assert not re.search(r"wrote .*model\.pt", killed_log), "training ended before the kill"
+    killed_at = time.monotonic()
+
+    resumed_output = run_snakemake(cluster, work)
+    print(f"\nSLURM: killed run {killed_at - start:.0f}s, "
+          f"resumed run {time.monotonic() - killed_at:.0f}s")
+    return Runs(work, killed_output, jobid, left, resumed_output)
+
+
+def test_every_rule_runs_as_a_slurm_job_and_training_gets_a_gpu(runs, cluster):
+    expected = job_stats(runs.killed_output)
+    for rule in LOCAL_RULES:
+        expected.pop(rule, None)
+    assert {"annotate_shard", "train_model", "plot_metrics"} <= set(expected), expected
+    expected["train_model"] += 1  # once cancelled, once resumed
+
+    output = runs.killed_output + runs.resumed_output
+    submitted = {jobid: Path(log) for jobid, log in SUBMITTED.findall(output)}
+    by_rule = Counter(log.parent.name if log.parent.name.startswith("rule_")
+                      else log.parent.parent.name for log in submitted.values())
+    assert by_rule == Counter({f"rule_{rule}": n for rule, n in expected.items()}), output
+
+    # The cluster's own record: every submitted job ran to the end (but the cancelled one),
+    # under its rule's name, and left its SLURM log.
+    records = {job["id"]: job for job in cluster.jobs()}
+    for jobid, log in submitted.items():
+        state = "CANCELLED" if jobid == runs.killed_jobid else "COMPLETED"
+        assert records[jobid]["state"] == state, (records[jobid], cluster.logs())
+        assert log.is_file(), f"no SLURM log {log}"
+    rules_on_cluster = Counter(
+        re.sub(r"_wildcards_.*$", "", records[jobid]["comment"]) for jobid in submitted)
+    assert rules_on_cluster == by_rule
+
+    train_ids = [j for j in submitted if records[j]["comment"] == "rule_train_model"]
+    assert runs.killed_jobid in train_ids
+    for jobid in train_ids:
+        train = cluster.job_record(jobid)
+        assert train["Partition"] == "gpu"
+        assert train["JOB_GRES"] == "gpu:1", train  # the GPU was allocated, not only requested
+        assert train["NumCPUs"] == "2"  # cpus_per_gpu follows train.threads
+    shard_ids = [j for j in submitted if records[j]["comment"].startswith("rule_annotate_shard")]
+    assert len(shard_ids) == expected["annotate_shard"]
+    for jobid in shard_ids:
+        shard = cluster.job_record(jobid)
+        assert shard["Partition"] == "cpu"
+        assert shard["JOB_GRES"] == "(null)", shard  # CPU jobs hold no GPU
+    assert (runs.work / "results" / "plots" / "summary.png").is_file()
+
+
+def test_a_training_job_killed_on_the_cluster_resumes_from_its_checkpoint(runs):
+    assert f"SLURM-job '{runs.killed_jobid}' failed" in runs.killed_output
+    assert runs.left_checkpoints, "the cancelled job left no checkpoint"
+    log = (runs.work / "results" / "logs" / "train_model.log").read_text()
+    resumed = re.search(r"resumed from (\S+):", log)
+    assert resumed, log
+    assert Path(resumed.group(1)).name in runs.left_checkpoints
+    assert (runs.work / "results" / "train" / "model.pt").is_file()
+    with open(runs.work / "results" / "train" / "training_metrics.csv") as fh:
+        epochs = [int(row["epoch"]) for row in csv.DictReader(fh) if row["phase"] == "train"]
+    assert epochs == [1, 2, 3]
