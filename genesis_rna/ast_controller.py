@@ -19,6 +19,13 @@ The threshold is set by a PI controller on the log scale. The measured activatio
 each batch is smoothed by an EMA; error = target - ema; the integral is clamped
 (anti-windup), so a long saturated stretch (e.g. every loss equal) cannot wind it up;
 log threshold = -(kp * error + ki * integral).
+
+Multi-process training (DDP): each rank chooses among its own samples with ``choose`` (the
+same memory, scale, threshold and draw counter on every rank, so a sample gets the choice a
+single process would give it), the ranks sum their counts, and every rank feeds the global
+counts to ``observe``; the ranks then exchange the losses of the samples they trained and all
+``record`` the same merged list. Controller and memory stay identical on every rank, which
+``fingerprint`` lets the trainer check. ``select`` is ``choose`` + ``observe`` for one process.
 """
 
 from __future__ import annotations
@@ -59,7 +66,6 @@ class ASTController:
         """[B] deterministic uniform [0, 2) draws for samples without a loss memory."""
         x = (indices.to(torch.int64) * 2654435761 + self.draws * 40503 + 12345) % 4294967296
         x = (x ^ (x >> 13)) * 1274126177 % 4294967296
-        self.draws += 1
         return 2.0 * x.to(torch.float64).div(4294967296.0).to(torch.float32)
 
     def significance(self, indices: torch.Tensor) -> torch.Tensor:
@@ -71,19 +77,32 @@ class ASTController:
             sig[unseen] = self._unseen_draw(indices[unseen])
         return sig
 
-    def select(self, indices: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """[B] bool mask of samples to train; also steps the controller and epoch counters."""
+    def choose(self, indices: torch.Tensor) -> torch.Tensor:
+        """[B] bool mask of samples to train (at least one); changes no state."""
         sig = self.significance(indices)
         chosen = sig >= self.threshold
         if not chosen.any():  # every batch trains on at least one sample: the most significant
             chosen[int(torch.argmax(sig))] = True
-        self._control(float(chosen.float().mean()))
-        self.epoch_samples += len(chosen)
-        self.epoch_selected += int(chosen.sum())
+        return chosen
+
+    def observe(self, samples: int, selected: int, tokens: int = 0, tokens_skipped: int = 0
+                ) -> None:
+        """One controller step from a batch's counts (summed over ranks under DDP)."""
+        self._control(selected / samples)
+        self.draws += 1  # once per batch, so the draws of the next batch are fresh
+        self.epoch_samples += samples
+        self.epoch_selected += selected
+        self.epoch_tokens += tokens
+        self.epoch_tokens_skipped += tokens_skipped
+
+    def select(self, indices: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """[B] bool mask of samples to train; also steps the controller and epoch counters."""
+        chosen = self.choose(indices)
+        tokens = skipped = 0
         if lengths is not None:
             lengths = lengths.cpu()
-            self.epoch_tokens += int(lengths.sum())
-            self.epoch_tokens_skipped += int(lengths[~chosen].sum())
+            tokens, skipped = int(lengths.sum()), int(lengths[~chosen].sum())
+        self.observe(len(chosen), int(chosen.sum()), tokens, skipped)
         return chosen
 
     def _control(self, rate: float) -> None:
@@ -104,6 +123,15 @@ class ASTController:
 
     def epoch_activation_rate(self) -> float:
         return self.epoch_selected / self.epoch_samples if self.epoch_samples else 0.0
+
+    def fingerprint(self) -> torch.Tensor:
+        """[8] float64 summary of the whole state: equal on every rank when in sync."""
+        mem = torch.nan_to_num(self.memory.double(), nan=-1.0)
+        weights = torch.arange(len(mem), dtype=torch.float64) % 1009 + 1
+        return torch.tensor([self.log_threshold, self.integral, self.ema_rate,
+                             -1.0 if math.isnan(self.scale) else self.scale, float(self.draws),
+                             float(self.epoch_selected), float(mem.sum()),
+                             float((mem * weights).sum())], dtype=torch.float64)
 
     def state_dict(self) -> dict:
         return {

@@ -239,25 +239,39 @@ def subset_batch(batch: dict[str, torch.Tensor], rows: torch.Tensor, bucket_mult
 
 
 class BucketBatchSampler(Sampler):
-    """Length-bucketed batches in an order fixed by (seed, epoch).
+    """Length-bucketed batches in an order fixed by (seed, epoch), optionally sharded by rank.
 
     Training: shuffle, cut into chunks of ``chunk_batches`` batches, sort each chunk by length,
     cut into batches, shuffle batch order. Similar lengths share a batch (little padding) while
     the data order stays random. Validation: one global length sort, no shuffling.
     ``set_epoch(epoch, start_batch)`` lets a resumed run skip the batches it already trained.
+
+    Multi-process (``world_size`` > 1): ``batch_size`` is the *global* batch, and the global
+    batch order is built exactly as in one process with that batch size. Rank r then takes
+    every world_size-th sample of each global batch, starting at r (a strided split keeps the
+    token counts of the ranks balanced: each global batch is sorted by length). So an N-process
+    run with per-rank batch b sees the batches of a one-process run with batch N*b. A short
+    last batch with fewer samples than ranks leaves some ranks nothing; they get a placeholder
+    (the batch's first sample) that ``is_placeholder`` flags, which the trainer runs with zero
+    weight so that every rank still joins the gradient all-reduce.
     """
 
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, shuffle: bool,
-                 chunk_batches: int = 50):
+                 chunk_batches: int = 50, rank: int = 0, world_size: int = 1):
+        assert 0 <= rank < world_size, (rank, world_size)
         self.lengths = np.asarray(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
         self.chunk_batches = chunk_batches
+        self.rank = rank
+        self.world_size = world_size
         self.epoch = 0
         self.start_batch = 0
+        self._cache: tuple[int, list[list[int]], list[int]] | None = None
 
     def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """The global batches of an epoch (all ranks together), as sample indices."""
         n = len(self.lengths)
         bs = self.batch_size
         if not self.shuffle:
@@ -273,6 +287,28 @@ class BucketBatchSampler(Sampler):
             batches.extend(part[k : k + bs].tolist() for k in range(0, len(part), bs))
         return [batches[k] for k in rng.permutation(len(batches))]
 
+    def _batches(self, epoch: int) -> list[list[int]]:
+        if self._cache is None or self._cache[0] != epoch:
+            batches = self.epoch_batches(epoch)
+            offsets = np.concatenate([[0], np.cumsum([len(b) for b in batches])]).tolist()
+            self._cache = (epoch, batches, offsets)
+        return self._cache[1]
+
+    def shard(self, batch: list[int]) -> list[int]:
+        """This rank's part of a global batch: positions rank, rank + world_size, ..."""
+        return batch[self.rank :: self.world_size]
+
+    def shard_positions(self, batch_number: int, epoch: int | None = None) -> list[int]:
+        """Positions (in the epoch's global sample order) of this rank's samples in a batch."""
+        size = len(self._batches(self.epoch if epoch is None else epoch)[batch_number])
+        start = self._cache[2][batch_number]
+        return [start + k for k in range(self.rank, size, self.world_size)]
+
+    def is_placeholder(self, batch_number: int, epoch: int | None = None) -> bool:
+        """True when this rank holds no sample of that global batch (only a stand-in)."""
+        batch = self._batches(self.epoch if epoch is None else epoch)[batch_number]
+        return len(batch) <= self.rank
+
     def num_batches(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
 
@@ -281,8 +317,9 @@ class BucketBatchSampler(Sampler):
         self.start_batch = start_batch
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for batch in self.epoch_batches(self.epoch)[self.start_batch :]:
-            yield [(self.epoch, i) for i in batch]
+        for batch in self._batches(self.epoch)[self.start_batch :]:
+            mine = self.shard(batch) or batch[:1]
+            yield [(self.epoch, i) for i in mine]
 
     def __len__(self) -> int:
         return self.num_batches() - self.start_batch

@@ -24,6 +24,7 @@ from genesis_rna.schedule import SCHEDULERS
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
+DDP_BACKENDS = ("auto", "nccl", "gloo")
 RESOLVED_SECTION = "resolved"
 
 
@@ -45,7 +46,7 @@ class TrainConfig:
     num_workers: int = 0
     # optimization
     num_epochs: int = 10
-    batch_size: int = 32
+    batch_size: int = 32  # per process: under torchrun the global batch is this x processes
     learning_rate: float = 2e-4
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -70,7 +71,8 @@ class TrainConfig:
     mixed_precision: str = "bf16"
     device: str = "auto"
     seed: int = 42
-    threads: int | None = None  # torch intra-op threads; default: all cores
+    threads: int | None = None  # torch intra-op threads per process; default: cores / processes
+    ddp_backend: str = "auto"  # under torchrun: auto = nccl on CUDA, gloo on CPU
     save_every_steps: int = 500
     resume: bool = True
     max_nonfinite_steps: int = 20  # abort after this many consecutive non-finite steps
@@ -115,6 +117,8 @@ class TrainConfig:
             raise ConfigError("mixed_precision", f"{self.mixed_precision!r} not in {PRECISIONS}")
         if self.device not in DEVICES:
             raise ConfigError("device", f"{self.device!r} not in {DEVICES}")
+        if self.ddp_backend not in DDP_BACKENDS:
+            raise ConfigError("ddp_backend", f"{self.ddp_backend!r} not in {DDP_BACKENDS}")
         if self.device == "cpu" and self.mixed_precision == "fp16":
             raise ConfigError("mixed_precision",
                               "fp16 needs CUDA (GradScaler); with device 'cpu' use bf16 or fp32")
@@ -126,8 +130,9 @@ class TrainConfig:
             raise ConfigError("output_dir", "is required")
         return Path(self.output_dir) / "checkpoints"
 
-    def resolved_threads(self) -> int:
-        return self.threads or len(os.sched_getaffinity(0))
+    def resolved_threads(self, processes_per_node: int = 1) -> int:
+        """Threads per process: the setting, else the cores shared among this node's ranks."""
+        return self.threads or max(1, len(os.sched_getaffinity(0)) // processes_per_node)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -136,7 +141,7 @@ class TrainConfig:
 # Keys that change how a run is executed but not what it computes: a checkpoint or a finished
 # model made under other values of these is still the same run.
 RUNTIME_KEYS = frozenset({"data_path", "output_dir", "checkpoint_dir", "num_workers", "threads",
-                          "save_every_steps", "resume", "progress"})
+                          "save_every_steps", "resume", "progress", "ddp_backend"})
 
 
 def semantic_config(cfg: dict) -> dict:

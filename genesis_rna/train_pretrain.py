@@ -6,6 +6,17 @@ pair threshold, training summary), training_metrics.csv (see metrics_logger), ru
 (resolved config plus the device and precision actually used). Checkpoints in
 ``checkpoint_dir`` every ``save_every_steps`` optimizer steps and at each epoch end; a rerun
 resumes from the newest readable one and ends exactly where an uninterrupted run would.
+
+Several GPUs: ``torchrun --standalone --nproc_per_node N -m genesis_rna.train_pretrain ...``
+with the same flags (SLURM multi-node: see ``genesis_rna.distributed``). The model is wrapped
+in DistributedDataParallel; ``batch_size`` is per process, so N processes with batch b train
+on the global batches of one process with batch N*b, split across the ranks (see
+``BucketBatchSampler``). Each rank's loss terms are normalized by the global counts of the
+batch (masked tokens, labelled nucleotides, samples with pair cells), all-reduced before the
+forward, and scaled by N, so DDP's gradient average is the gradient of the single-process
+loss of the global batch, not a mean of per-rank means. Metrics are sums reduced over ranks,
+validation runs sharded the same way, AST chooses per rank with a shared controller, and only
+rank 0 writes files; checkpoints carry every rank's RNG state and partial epoch sums.
 """
 
 from __future__ import annotations
@@ -32,14 +43,16 @@ from genesis_rna.checkpoint import (
     save_checkpoint,
 )
 from genesis_rna.data import (
+    IGNORE_INDEX,
     BucketBatchSampler,
     RNADataset,
     load_split,
     make_loader,
     subset_batch,
 )
+from genesis_rna.distributed import Distributed, init_from_env, shutdown
 from genesis_rna.errors import ConfigError, GenesisError
-from genesis_rna.losses import MultiTaskLoss
+from genesis_rna.losses import LossOutput, MultiTaskLoss, pair_loss_mask
 from genesis_rna.metrics_logger import MetricsLogger
 from genesis_rna.model import GenesisRNA, model_config_for
 from genesis_rna.pair_metrics import PairMetrics, batch_candidates, greedy_pairs, tune_threshold
@@ -79,12 +92,53 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype)
 
 
+LOSS_KEYS = ("loss", "loss_mlm", "loss_struct", "loss_pair")
+
+
+def loss_values(loss: LossOutput) -> dict[str, float]:
+    return {"loss": float(loss.total.detach()), "loss_mlm": float(loss.mlm.detach()),
+            "loss_struct": float(loss.struct.detach()), "loss_pair": float(loss.pair.detach())}
+
+
+def loss_counts(batch: dict, min_sep: int) -> torch.Tensor:
+    """[3] the denominators of the batch loss: masked tokens, labelled nucleotides, samples
+    with at least one pair cell (MultiTaskLoss's three means)."""
+    has_pair_cells = pair_loss_mask(batch["nucleotide_mask"], min_sep).flatten(1).any(1)
+    return torch.stack([(batch["mlm_labels"] != IGNORE_INDEX).sum(),
+                        (batch["struct_labels"] != IGNORE_INDEX).sum(),
+                        has_pair_cells.sum()]).to(torch.float64).cpu()
+
+
+def rank_share(loss: LossOutput, criterion: MultiTaskLoss, local: torch.Tensor,
+               total: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
+    """This rank's part of the global batch loss, and its parts of the logged loss values.
+
+    Each term is this rank's mean times its share of the global count, i.e. its sum over the
+    global count; summed over ranks that is exactly the single-process loss of the global
+    batch (up to float rounding). A rank with no count (placeholder) contributes zero.
+    """
+    share = local / total.clamp(min=1)
+    mlm = loss.mlm * float(share[0])
+    struct = loss.struct * float(share[1])
+    pair = loss.pair * float(share[2])
+    part = criterion.w_mlm * mlm + criterion.w_struct * struct + criterion.w_pair * pair
+    values = {"loss": float(part.detach()), "loss_mlm": float(mlm.detach()),
+              "loss_struct": float(struct.detach()), "loss_pair": float(pair.detach())}
+    return part, values
+
+
 class EpochStats:
-    """Sums behind one metrics row; plain numbers so they travel in checkpoints."""
+    """Sums behind one metrics row; plain numbers so they travel in checkpoints.
+
+    Under DDP each rank holds the sums over its own samples (loss values as its shares of the
+    global batch losses); ``reduced`` adds them up, so the row equals a single process's.
+    """
 
     KEYS = ("steps", "loss", "loss_mlm", "loss_struct", "loss_pair", "mlm_correct", "mlm_total",
             "struct_correct", "struct_total", "tokens", "compute_s", "nonfinite",
             "pair_n", "pair_p", "pair_r", "pair_f1")
+    # the same on every rank (all ranks step together): not summed
+    SHARED = ("steps", "nonfinite")
 
     def __init__(self, state: dict | None = None):
         self.v = {k: 0.0 for k in self.KEYS}
@@ -94,13 +148,27 @@ class EpochStats:
     def state(self) -> dict:
         return dict(self.v)
 
-    def add_batch(self, out: dict, loss, batch: dict, pair_threshold: float, min_sep: int) -> None:
+    def vector(self) -> torch.Tensor:
+        return torch.tensor([self.v[k] for k in self.KEYS], dtype=torch.float64)
+
+    def reduced(self, dist: Distributed) -> EpochStats:
+        """Sums over all ranks; compute time is the slowest rank's (ranks wait for each other)."""
+        if not dist.enabled:
+            return self
+        summed = dist.all_reduce(self.vector())
+        slowest = dist.all_reduce(torch.tensor([self.v["compute_s"]]), op="max")
+        out = EpochStats(dict(zip(self.KEYS, summed.tolist(), strict=True)))
+        for k in self.SHARED:
+            out.v[k] = self.v[k]
+        out.v["compute_s"] = float(slowest[0])
+        return out
+
+    def add_batch(self, out: dict, losses: dict[str, float], batch: dict, pair_threshold: float,
+                  min_sep: int) -> None:
         v = self.v
         v["steps"] += 1
-        v["loss"] += float(loss.total.detach())
-        v["loss_mlm"] += float(loss.mlm.detach())
-        v["loss_struct"] += float(loss.struct.detach())
-        v["loss_pair"] += float(loss.pair.detach())
+        for k in LOSS_KEYS:
+            v[k] += losses[k]
         mlm_lab = batch["mlm_labels"]
         m = mlm_lab != -100
         v["mlm_correct"] += float((out["mlm_logits"].argmax(-1)[m] == mlm_lab[m]).sum())
@@ -152,11 +220,15 @@ def _to(batch: dict, device: torch.device) -> dict:
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig):
+    def __init__(self, cfg: TrainConfig, dist: Distributed | None = None):
         self.cfg = cfg
+        self.dist = dist or Distributed()
+        world, rank = self.dist.world_size, self.dist.rank
         self.out_dir = Path(cfg.output_dir)
         self.device, self.precision = resolve_runtime(cfg)
-        torch.set_num_threads(cfg.resolved_threads())
+        if self.device.type == "cuda" and self.dist.enabled:
+            self.device = torch.device("cuda", self.dist.local_rank)
+        torch.set_num_threads(cfg.resolved_threads(self.dist.local_world_size))
         random.seed(cfg.seed)
         np.random.seed(cfg.seed)
         torch.manual_seed(cfg.seed)
@@ -173,12 +245,20 @@ class Trainer:
         self.model_config = model_config_for(
             cfg.model_size, dropout=cfg.dropout, max_len=cfg.max_len,
             pair_conv_layers=cfg.pair_conv_layers, pair_conv_channels=cfg.pair_conv_channels)
-        self.model = GenesisRNA(self.model_config).to(self.device)
+        self.model = GenesisRNA(self.model_config).to(self.device)  # identical init on all ranks
+        self.ddp_model: torch.nn.Module = self.model  # what the training forward goes through
+        if self.dist.enabled:
+            self.ddp_model = torch.nn.parallel.DistributedDataParallel(
+                self.model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+            # dropout masks must differ between ranks (they see different samples)
+            torch.manual_seed(cfg.seed + 1_000_003 * (rank + 1))
 
-        self.train_sampler = BucketBatchSampler(self.train_data.lengths, cfg.batch_size, cfg.seed,
-                                                shuffle=True)
-        self.val_sampler = BucketBatchSampler(self.val_data.lengths, cfg.batch_size, cfg.seed,
-                                              shuffle=False)
+        # global batches: batch_size per rank x ranks, built as one process would build them
+        global_batch = cfg.batch_size * world
+        self.train_sampler = BucketBatchSampler(self.train_data.lengths, global_batch, cfg.seed,
+                                                shuffle=True, rank=rank, world_size=world)
+        self.val_sampler = BucketBatchSampler(self.val_data.lengths, global_batch, cfg.seed,
+                                              shuffle=False, rank=rank, world_size=world)
         pin = self.device.type == "cuda"
         self.train_loader = make_loader(
             RNADataset(self.train_data, cfg.max_len, cfg.mask_prob, cfg.seed, train=True),
@@ -214,15 +294,46 @@ class Trainer:
         self.consecutive_nonfinite = 0
         self.stats = EpochStats()
 
+    # ----------------------------------------------------------------- output (rank 0 only)
+    def log(self, message: str) -> None:
+        if self.dist.is_main:
+            tqdm.write(message)
+
+    def warn(self, message: str) -> None:
+        if self.dist.is_main:
+            warnings.warn(message, stacklevel=2)
+
     # ----------------------------------------------------------------- state
     def resolved_config(self) -> dict:
         return self.cfg.to_dict()
 
+    def _rank_states(self) -> list[dict] | None:
+        """Per-rank parts of the state (collective): RNG streams and partial epoch sums."""
+        if not self.dist.enabled:
+            return None
+        if self.ast:  # the controller must be the same everywhere; cheap to check here
+            prints = self.dist.all_gather(self.ast.fingerprint())
+            assert all(torch.equal(p, prints[0]) for p in prints), f"AST state diverged: {prints}"
+        stats = self.dist.all_gather(self.stats.vector())
+        rngs = self.dist.all_gather(torch.get_rng_state())
+        cuda = (self.dist.all_gather(torch.cuda.get_rng_state(self.device))
+                if self.device.type == "cuda" else [None] * self.dist.world_size)
+        out = []
+        for st, rng, crng in zip(stats, rngs, cuda, strict=True):
+            entry = {"epoch_stats": dict(zip(EpochStats.KEYS, st.tolist(), strict=True)),
+                     "torch_rng": rng}
+            if crng is not None:
+                entry["cuda_rng"] = crng
+            out.append(entry)
+        return out
+
     def state_dict(self) -> dict:
+        """The full training state; a collective under DDP (every rank must call it)."""
         return {
             "format": CHECKPOINT_FORMAT,
             "config": self.resolved_config(),
             "data_fingerprint": self.data_fingerprint,
+            "world_size": self.dist.world_size,
             "model_config": self.model_config.to_dict(),
             "tokenizer": self.tokenizer.to_dict(),
             "model": self.model.state_dict(),
@@ -230,6 +341,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": capture_rng_state(),
+            "rank_states": self._rank_states(),
             "ast": self.ast.state_dict() if self.ast else None,
             "progress": {
                 "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
@@ -251,63 +363,104 @@ class Trainer:
         self.global_step, self.epochs_completed = int(p["global_step"]), int(p["epochs_completed"])
         self.wall_time = float(p["wall_time_s"])
         self.consecutive_nonfinite = int(p["consecutive_nonfinite"])
-        self.stats = EpochStats(state["epoch_stats"])
         restore_rng_state(state["rng"])
+        if self.dist.enabled:
+            mine = state["rank_states"][self.dist.rank]
+            self.stats = EpochStats(mine["epoch_stats"])
+            torch.set_rng_state(mine["torch_rng"])
+            if "cuda_rng" in mine and self.device.type == "cuda":
+                torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
+        else:
+            self.stats = EpochStats(state["epoch_stats"])
 
     def save(self) -> None:
-        path = self.checkpoints.save(self.global_step, self.state_dict())
-        tqdm.write(f"checkpoint: {path} (epoch {self.epoch + 1}, batch {self.batch_in_epoch})")
+        state = self.state_dict()
+        if self.dist.is_main:
+            path = self.checkpoints.save(self.global_step, state)
+            tqdm.write(f"checkpoint: {path} (epoch {self.epoch + 1}, batch {self.batch_in_epoch})")
 
-    def try_resume(self) -> bool:
-        if not self.cfg.resume:
-            if self.checkpoints.list():
-                print(f"--no-resume: removing old checkpoints in {self.checkpoints.directory}")
-                self.checkpoints.clear()
-            return False
-        found = self.checkpoints.load_latest()
-        if found is None:
-            return False
-        path, state = found
+    def _mismatch(self, path: Path, state: dict) -> str | None:
+        """Why a checkpoint (or finished model) does not continue this run; None if it does."""
         if state.get("data_fingerprint") != self.data_fingerprint:
-            warnings.warn(f"checkpoint {path} was made on different train/val data; starting "
-                          "from scratch and removing old checkpoints", stacklevel=2)
-            self.checkpoints.clear()
-            return False
+            return f"checkpoint {path} was made on different train/val data"
+        if state.get("world_size", 1) != self.dist.world_size:
+            return (f"checkpoint {path} was made with {state.get('world_size', 1)} process(es), "
+                    f"this run has {self.dist.world_size} (the global batch differs)")
         if state.get("format") != CHECKPOINT_FORMAT or semantic_config(
                 state["config"]) != semantic_config(self.resolved_config()):
             changed = sorted(k for k, v in semantic_config(self.resolved_config()).items()
                              if state["config"].get(k) != v)
-            warnings.warn(f"checkpoint {path} was made with a different config (changed: "
-                          f"{changed}); starting from scratch and removing old checkpoints",
-                          stacklevel=2)
-            self.checkpoints.clear()
+            return f"checkpoint {path} was made with a different config (changed: {changed})"
+        return None
+
+    def try_resume(self) -> bool:
+        if not self.cfg.resume:
+            if self.dist.is_main and self.checkpoints.list():
+                print(f"--no-resume: removing old checkpoints in {self.checkpoints.directory}")
+                self.checkpoints.clear()
             return False
-        self.load_state_dict(state)
-        print(f"resumed from {path}: epoch {self.epoch + 1}, batch {self.batch_in_epoch}/"
-              f"{self.steps_per_epoch}, step {self.global_step}")
-        return True
+        found = self.checkpoints.load_latest()  # every rank reads the same file
+        reason = None if found is None else self._mismatch(*found)
+        self.dist.barrier()  # no rank is still reading when rank 0 deletes
+        resumed = False
+        if found is not None and reason is not None:
+            self.warn(f"{reason}; starting from scratch and removing old checkpoints")
+            if self.dist.is_main:
+                self.checkpoints.clear()
+        elif found is not None:
+            self.load_state_dict(found[1])
+            resumed = True
+        where = self.dist.all_gather(torch.tensor([self.global_step if resumed else -1]))
+        if any(int(w) != int(where[0]) for w in where):
+            raise RuntimeError(f"ranks disagree on the checkpoint to resume from: {where}")
+        if resumed:
+            self.log(f"resumed from {found[0]}: epoch {self.epoch + 1}, batch "
+                     f"{self.batch_in_epoch}/{self.steps_per_epoch}, step {self.global_step}")
+        return resumed
 
     # ----------------------------------------------------------------- training
     def train_step(self, batch: dict) -> None:
-        cfg = self.cfg
-        if self.ast:
-            chosen = self.ast.select(batch["index"], batch["lengths"])
+        cfg, dist = self.cfg, self.dist
+        # a rank left without samples by a short last batch trains a stand-in at zero weight
+        placeholder = dist.enabled and self.train_sampler.is_placeholder(self.batch_in_epoch)
+        ast_counts = torch.zeros(4, dtype=torch.float64)  # samples, selected, nt, nt skipped
+        if self.ast and not placeholder:
+            chosen = self.ast.choose(batch["index"])
+            lengths = batch["lengths"]
+            ast_counts = torch.tensor([len(chosen), int(chosen.sum()), int(lengths.sum()),
+                                       int(lengths[~chosen].sum())], dtype=torch.float64)
             if not chosen.all():
                 rows = torch.nonzero(chosen).squeeze(1)
                 batch = subset_batch(batch, rows, cfg.bucket_multiple)
         batch = _to(batch, self.device)
+        local = total = None
+        if dist.enabled:
+            local = (torch.zeros(3, dtype=torch.float64) if placeholder
+                     else loss_counts(batch, cfg.pair_min_sep))
+            summed = dist.all_reduce(torch.cat([ast_counts, local]))
+            ast_counts, total = summed[:4], summed[4:]
+        if self.ast:  # every rank steps the controller with the global counts
+            self.ast.observe(*(int(x) for x in ast_counts))
         with autocast_for(self.device, self.precision):
-            out = self.model(batch["tokens"], batch["attention_mask"])
+            out = self.ddp_model(batch["tokens"], batch["attention_mask"])
         loss = self.criterion(out, batch)
-        finite = bool(torch.isfinite(loss.total))
+        if dist.enabled:
+            part, values = rank_share(loss, self.criterion, local, total)
+            objective = part * dist.world_size  # DDP averages gradients over ranks
+            # one rank's non-finite loss skips the step everywhere (no rank may skip backward
+            # alone: DDP's gradient all-reduce would wait for it forever)
+            finite = bool(dist.all_reduce(torch.isfinite(objective).reshape(1), op="min")[0])
+        else:
+            objective, values = loss.total, None
+            finite = bool(torch.isfinite(objective))
         if finite:
-            self.scaler.scale(loss.total).backward()
+            self.scaler.scale(objective).backward()
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             if self.precision == "fp16":
                 self.scaler.step(self.optimizer)  # skips the step itself on inf gradients
                 self.scaler.update()
-            elif torch.isfinite(grad_norm):
+            elif torch.isfinite(grad_norm):  # gradients are all-reduced: same verdict everywhere
                 self.optimizer.step()
             else:
                 finite = False
@@ -315,14 +468,18 @@ class Trainer:
         if finite:
             self.consecutive_nonfinite = 0
             if self.ast:
-                self.ast.record(batch["index"], loss.per_sample)
-            self.stats.add_batch(out, loss, batch, cfg.pair_threshold, cfg.pair_min_sep)
+                self._record_ast(batch, loss, placeholder)
+            if placeholder:
+                self.stats.v["steps"] += 1
+            else:
+                self.stats.add_batch(out, values or loss_values(loss), batch, cfg.pair_threshold,
+                                     cfg.pair_min_sep)
         else:
             self.stats.v["steps"] += 1
             self.stats.v["nonfinite"] += 1
             self.consecutive_nonfinite += 1
-            tqdm.write(f"warning: non-finite loss or gradient at step {self.global_step}; "
-                       f"step skipped ({self.consecutive_nonfinite} in a row)")
+            self.log(f"warning: non-finite loss or gradient at step {self.global_step}; "
+                     f"step skipped ({self.consecutive_nonfinite} in a row)")
             if self.consecutive_nonfinite >= cfg.max_nonfinite_steps:
                 raise TrainingDivergedError(
                     f"{self.consecutive_nonfinite} consecutive non-finite steps (limit "
@@ -331,6 +488,15 @@ class Trainer:
         self.scheduler.step()
         self.global_step += 1
         self.batch_in_epoch += 1
+
+    def _record_ast(self, batch: dict, loss: LossOutput, placeholder: bool) -> None:
+        """Loss memory update; under DDP every rank records the losses of all ranks' samples."""
+        if not self.dist.enabled:
+            self.ast.record(batch["index"], loss.per_sample)
+            return
+        rows = torch.stack([batch["index"].double().cpu(), loss.per_sample.double().cpu()], 1)
+        merged = self.dist.all_gather_rows(rows[:0] if placeholder else rows)
+        self.ast.record(merged[:, 0].long(), merged[:, 1].float())
 
     def train_epoch(self) -> dict:
         cfg = self.cfg
@@ -341,8 +507,8 @@ class Trainer:
         self.model.train()
         self.train_sampler.set_epoch(self.epoch, self.batch_in_epoch)
         bar = tqdm(total=self.steps_per_epoch, initial=self.batch_in_epoch,
-                   desc=f"epoch {self.epoch + 1}/{cfg.num_epochs}", disable=not cfg.progress,
-                   dynamic_ncols=True)
+                   desc=f"epoch {self.epoch + 1}/{cfg.num_epochs}",
+                   disable=not (cfg.progress and self.dist.is_main), dynamic_ncols=True)
         with bar:
             for batch in self.train_loader:
                 t0 = time.perf_counter()
@@ -354,12 +520,14 @@ class Trainer:
                 self.wall_time += dt
                 bar.update(1)
                 steps = max(self.stats.v["steps"] - self.stats.v["nonfinite"], 1)
-                bar.set_postfix(loss=f"{self.stats.v['loss'] / steps:.3f}",
+                # under DDP rank 0 holds its share of each global-batch loss: scaled, an estimate
+                shown = self.stats.v["loss"] * self.dist.world_size / steps
+                bar.set_postfix(loss=f"{shown:.3f}",
                                 act=f"{self.ast.epoch_activation_rate():.2f}" if self.ast else "1",
                                 lr=f"{self.scheduler.get_last_lr()[0]:.2e}", refresh=False)
                 if self.global_step % cfg.save_every_steps == 0:
                     self.save()
-        row = self.stats.row()
+        row = self.stats.reduced(self.dist).row()
         act = self.ast.epoch_activation_rate() if self.ast else 1.0
         skipped = self.ast.epoch_samples - self.ast.epoch_selected if self.ast else 0
         return {**row, "activation_rate": act, "samples_skipped": skipped,
@@ -367,43 +535,92 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, collect: bool = False) -> tuple[dict, list, list]:
-        """Validation metrics; with ``collect`` also candidates for threshold tuning."""
+        """Validation metrics (sharded over ranks, then reduced); with ``collect`` also the
+        candidates for threshold tuning, in the global validation order (complete on rank 0)."""
+        dist = self.dist
         self.model.eval()
         stats = EpochStats()
         cands, truths = [], []
+        cand_rows, truth_rows = [], []
         t0 = time.perf_counter()
         self.val_sampler.set_epoch(0)
-        for batch in self.val_loader:
+        for k, batch in enumerate(self.val_loader):
             batch = _to(batch, self.device)
+            values = None
+            if dist.enabled:
+                placeholder = self.val_sampler.is_placeholder(k)
+                local = (torch.zeros(3, dtype=torch.float64) if placeholder
+                         else loss_counts(batch, self.cfg.pair_min_sep))
+                total = dist.all_reduce(local)
+                if placeholder:
+                    stats.v["steps"] += 1
+                    continue
             with autocast_for(self.device, self.precision):
                 out = self.model(batch["tokens"], batch["attention_mask"])
             loss = self.criterion(out, batch)
-            stats.add_batch(out, loss, batch, self.cfg.pair_threshold, self.cfg.pair_min_sep)
+            if dist.enabled:
+                _, values = rank_share(loss, self.criterion, local, total)
+            stats.add_batch(out, values or loss_values(loss), batch, self.cfg.pair_threshold,
+                            self.cfg.pair_min_sep)
             if collect:
-                cands.extend(batch_candidates(out["pair_logits"], batch["seq_tokens"],
-                                              batch["nucleotide_mask"], TUNE_MIN_PROB,
-                                              self.cfg.pair_min_sep))
-                truths.extend(true_pairs(batch))
+                c = batch_candidates(out["pair_logits"], batch["seq_tokens"],
+                                     batch["nucleotide_mask"], TUNE_MIN_PROB,
+                                     self.cfg.pair_min_sep)
+                t = true_pairs(batch)
+                if not dist.enabled:
+                    cands.extend(c)
+                    truths.extend(t)
+                    continue
+                positions = self.val_sampler.shard_positions(k)
+                for pos, (i, j, p), pairs in zip(positions, c, t, strict=True):
+                    cand_rows.append(torch.from_numpy(np.stack(
+                        [np.full(len(i), pos), i, j, p], 1).astype(np.float64)))
+                    truth_rows.append(torch.tensor([(pos, a, b) for a, b in pairs],
+                                                   dtype=torch.float64).reshape(-1, 3))
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         stats.v["compute_s"] = time.perf_counter() - t0
         self.model.train()
-        return stats.row(), cands, truths
+        if collect and dist.enabled:
+            cands, truths = self._gather_candidates(cand_rows, truth_rows)
+        return stats.reduced(dist).row(), cands, truths
+
+    def _gather_candidates(self, cand_rows: list, truth_rows: list) -> tuple[list, list]:
+        """Per-sequence candidates and true pairs of all ranks, rebuilt in validation order."""
+        c = self.dist.all_gather_rows(torch.cat(cand_rows) if cand_rows else torch.zeros(0, 4))
+        t = self.dist.all_gather_rows(torch.cat(truth_rows) if truth_rows else torch.zeros(0, 3))
+        n = len(self.val_data)
+        c = c[torch.argsort(c[:, 0], stable=True)].numpy()
+        t = t[torch.argsort(t[:, 0], stable=True)].numpy()
+        c_pos, t_pos = c[:, 0].astype(np.int64), t[:, 0].astype(np.int64)
+        c_cut = np.searchsorted(c_pos, np.arange(n + 1))
+        t_cut = np.searchsorted(t_pos, np.arange(n + 1))
+        cands = [(c[a:b, 1].astype(np.int64), c[a:b, 2].astype(np.int64), c[a:b, 3])
+                 for a, b in zip(c_cut[:-1], c_cut[1:], strict=True)]
+        truths = [[(int(x), int(y)) for x, y in t[a:b, 1:3]]
+                  for a, b in zip(t_cut[:-1], t_cut[1:], strict=True)]
+        return cands, truths
 
     def _print_epoch(self, train: dict, val: dict) -> None:
         for phase, r in (("train", train), ("val", val)):
-            tqdm.write(
+            self.log(
                 f"[epoch {self.epoch + 1} {phase}] loss {r['loss']:.4f} (mlm {r['loss_mlm']:.4f}, "
                 f"struct {r['loss_struct']:.4f}, pair {r['loss_pair']:.4f}) | pair F1 "
                 f"{r['pair_f1']:.3f} P {r['pair_precision']:.3f} R {r['pair_recall']:.3f} | "
                 f"struct acc {r['struct_acc']:.3f} | MLM acc {r['mlm_acc']:.3f} | "
                 f"{r['tokens_per_s']:.0f} nt/s")
-        tqdm.write(self.ast.summary() if self.ast else "AST: off (all samples trained)")
+        self.log(self.ast.summary() if self.ast else "AST: off (all samples trained)")
+        if self.ast and self.dist.enabled:  # every rank: shows the controllers agree
+            print(f"[rank {self.dist.rank}] AST controller: threshold {self.ast.threshold!r} "
+                  f"integral {self.ast.integral!r} draws {self.ast.draws}", flush=True)
 
     def write_run_config(self) -> None:
         resolved = {**self.resolved_config(),
                     "resolved": {"device_used": str(self.device), "precision_used": self.precision,
                                  "threads_used": torch.get_num_threads(),
+                                 "world_size": self.dist.world_size,
+                                 "global_batch_size": self.cfg.batch_size * self.dist.world_size,
+                                 "ddp_backend_used": self.dist.backend,
                                  "checkpoint_dir_used": str(self.checkpoints.directory),
                                  "torch_version": str(torch.__version__),
                                  "n_parameters": self.model.num_parameters(),
@@ -416,13 +633,17 @@ class Trainer:
 
     def finish(self) -> Path:
         val, cands, truths = self.evaluate(collect=True)
+        state = self.state_dict()  # collective: every rank takes part
+        path = self.out_dir / "model.pt"
+        if not self.dist.is_main:
+            return path
         threshold, f1 = tune_threshold(cands, truths)
         print(f"pair threshold tuned on validation: {threshold:.3f} (mean F1 {f1:.4f} after "
               f"post-processing; F1 {val['pair_f1']:.4f} at {self.cfg.pair_threshold})")
         final = {
             # the full training state (optimizer, scheduler, RNG, AST, data position) too, so
             # the final file alone can continue training exactly (DESIGN.md, model contract)
-            **self.state_dict(),
+            **state,
             "pair_threshold": threshold,
             "pair_threshold_val_f1": f1,
             "precision_used": self.precision,
@@ -432,7 +653,6 @@ class Trainer:
                                "wall_time_s": self.wall_time,
                                "val_metrics": {k: float(v) for k, v in val.items()}},
         }
-        path = self.out_dir / "model.pt"
         save_checkpoint(path, final)
         return path
 
@@ -443,23 +663,26 @@ class Trainer:
         if cfg.resume and model_path.exists():
             try:
                 done = load_checkpoint(model_path)
-                if (semantic_config(done["config"]) == semantic_config(self.resolved_config())
-                        and done.get("data_fingerprint") == self.data_fingerprint):
-                    print(f"training already finished: {model_path} matches this config; "
-                          "nothing to do (pass --no-resume to retrain)")
+                if self._mismatch(model_path, done) is None:
+                    self.log(f"training already finished: {model_path} matches this config; "
+                             "nothing to do (pass --no-resume to retrain)")
                     return model_path
             except Exception as exc:
-                warnings.warn(f"{model_path} is unreadable ({exc}); training again", stacklevel=2)
+                self.warn(f"{model_path} is unreadable ({exc}); training again")
         resumed = self.try_resume()
-        metrics = MetricsLogger(self.out_dir / "training_metrics.csv",
-                                keep_epochs=self.epochs_completed if resumed else None)
-        self.write_run_config()
-        print(f"device {self.device}, precision {self.precision}, threads "
-              f"{torch.get_num_threads()}, model {cfg.model_size} "
-              f"({self.model.num_parameters() / 1e6:.2f} M parameters), "
-              f"{len(self.train_data)} train / {len(self.val_data)} val sequences, "
-              f"{self.steps_per_epoch} steps per epoch, AST "
-              f"{'on, target ' + str(cfg.ast_target_activation) if cfg.use_ast else 'off'}")
+        metrics = None
+        if self.dist.is_main:
+            metrics = MetricsLogger(self.out_dir / "training_metrics.csv",
+                                    keep_epochs=self.epochs_completed if resumed else None)
+            self.write_run_config()
+        ranks = (f", {self.dist.world_size} processes ({self.dist.backend}), global batch "
+                 f"{cfg.batch_size * self.dist.world_size}" if self.dist.enabled else "")
+        self.log(f"device {self.device}, precision {self.precision}, threads "
+                 f"{torch.get_num_threads()}{ranks}, model {cfg.model_size} "
+                 f"({self.model.num_parameters() / 1e6:.2f} M parameters), "
+                 f"{len(self.train_data)} train / {len(self.val_data)} val sequences, "
+                 f"{self.steps_per_epoch} steps per epoch, AST "
+                 f"{'on, target ' + str(cfg.ast_target_activation) if cfg.use_ast else 'off'}")
         while self.epoch < cfg.num_epochs:
             train = self.train_epoch()
             lr = self.scheduler.get_last_lr()[0]
@@ -468,10 +691,11 @@ class Trainer:
             self.wall_time += time.perf_counter() - t_eval
             common = {"epoch": self.epoch + 1, "step": self.global_step, "lr": lr,
                       "wall_time_s": self.wall_time}
-            metrics.log({**common, "phase": "train", **train})
-            metrics.log({**common, "phase": "val", **val,
-                         "activation_rate": train["activation_rate"], "samples_skipped": 0,
-                         "nonfinite_steps": 0})
+            if metrics is not None:
+                metrics.log({**common, "phase": "train", **train})
+                metrics.log({**common, "phase": "val", **val,
+                             "activation_rate": train["activation_rate"], "samples_skipped": 0,
+                             "nonfinite_steps": 0})
             self._print_epoch(train, val)
             self.epochs_completed = self.epoch + 1
             self.epoch += 1
@@ -479,18 +703,23 @@ class Trainer:
             self.stats = EpochStats()
             self.save()
         path = self.finish()
-        print(f"wrote {path}, {self.out_dir / 'training_metrics.csv'}, "
-              f"{self.out_dir / 'run_config.yaml'}")
+        self.log(f"wrote {path}, {self.out_dir / 'training_metrics.csv'}, "
+                 f"{self.out_dir / 'run_config.yaml'}")
         return path
 
 
 def main(argv: list[str] | None = None) -> int:
+    dist = Distributed()
     try:
         cfg = config_from_args(argv)
-        Trainer(cfg).run()
+        dist = init_from_env(cfg.ddp_backend, cfg.device)
+        Trainer(cfg, dist).run()
+        dist.barrier()  # rank 0 has written model.pt before any rank reports success
     except GenesisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    finally:
+        shutdown(dist)
     return 0
 
 

@@ -46,6 +46,14 @@ def train_overrides():
     return " ".join(flags)
 
 
+def train_launcher():
+    """One process, or torchrun with one process per GPU (PyTorch DDP) when train.gpus > 1."""
+    gpus = config["train"]["gpus"]
+    if gpus > 1:
+        return f"torchrun --standalone --nproc_per_node {gpus} -m genesis_rna.train_pretrain"
+    return "python -m genesis_rna.train_pretrain"
+
+
 def package_source(module):
     """Path of a genesis_rna module's source file, so rules can depend on that code."""
     import importlib.util

@@ -25,8 +25,12 @@ rule train_model:
         output_dir=lambda wc, output: os.path.dirname(output.model),
         checkpoint_dir=f"{RESULTS}/train_checkpoints",
         overrides=train_overrides(),
+        launcher=train_launcher(),
+        threads_per_process=lambda wc, threads: max(
+            1, threads // max(1, config["train"]["gpus"])
+        ),
     shell:
-        "python -m genesis_rna.train_pretrain --config {input.train_config}"
+        "{params.launcher} --config {input.train_config}"
         " --data_path {params.data_path} --output_dir {params.output_dir}"
-        " --checkpoint_dir {params.checkpoint_dir} --threads {threads}"
+        " --checkpoint_dir {params.checkpoint_dir} --threads {params.threads_per_process}"
         " --no-progress {params.overrides} > {log} 2>&1"
