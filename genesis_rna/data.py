@@ -234,7 +234,8 @@ def subset_batch(batch: dict[str, torch.Tensor], rows: torch.Tensor, bucket_mult
             v = v[:, :new_w, :new_w]
         elif v.dim() == 2:
             v = v[:, :new_w]
-        out[key] = v
+        # slices of the wider batch are strided views; kernels run far faster on dense copies
+        out[key] = v.contiguous()
     return out
 
 

@@ -22,6 +22,7 @@ rank 0 writes files; checkpoints carry every rank's RNG state and partial epoch 
 from __future__ import annotations
 
 import contextlib
+import math
 import random
 import sys
 import time
@@ -255,7 +256,12 @@ class Trainer:
 
         # global batches: batch_size per rank x ranks, built as one process would build them
         global_batch = cfg.batch_size * world
-        self.train_sampler = BucketBatchSampler(self.train_data.lengths, global_batch, cfg.seed,
+        # With AST, each step draws batch_size / target candidates and trains the ~batch_size
+        # selected ones: the trained batch keeps its configured size (small sub-batches waste
+        # per-step overhead and would eat the savings) and an epoch takes `target` as many steps.
+        train_batch = (math.ceil(global_batch / cfg.ast_target_activation) if cfg.use_ast
+                       else global_batch)
+        self.train_sampler = BucketBatchSampler(self.train_data.lengths, train_batch, cfg.seed,
                                                 shuffle=True, rank=rank, world_size=world)
         self.val_sampler = BucketBatchSampler(self.val_data.lengths, global_batch, cfg.seed,
                                               shuffle=False, rank=rank, world_size=world)
