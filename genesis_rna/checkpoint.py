@@ -24,7 +24,15 @@ CHECKPOINT_RE = re.compile(r"^ckpt_step(\d{9})\.pt$")
 def save_checkpoint(path: str | Path, state: dict) -> None:
     """Write ``state`` to ``path`` atomically (temp file, fsync, rename)."""
     with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+        try:
+            with open(tmp, "wb") as fh:
+                torch.save(state, fh)
+        except RuntimeError as exc:
+            # torch wraps a failed write (disk full, file-size limit) in a vague RuntimeError;
+            # surface the OS error so the message says what happened
+            if isinstance(exc.__context__, OSError):
+                raise exc.__context__ from None
+            raise
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:

@@ -227,95 +227,105 @@ def parse_fasta(
     lengths: Counter[int] = Counter()
     read = kept = converted_total = total_nt = n_total = 0
 
+    # The three outputs are renamed into place one by one; if a later one fails (disk full),
+    # the earlier ones are removed too, so no partial output set looks complete.
+    placed: list[Path] = []
     try:
-        with (
-            ParquetStreamWriter(rejected_out, REJECTED, row_group_size) as rejected,
-            _open_binary(fasta) as fh,
-        ):
-            source = _LineSource(fh, fasta)
-            with ParquetStreamWriter(pass1, SEQUENCES, row_group_size) as out:
-                bar = tqdm(desc=f"parse {fasta.name}", unit="seq", disable=not progress,
-                           mininterval=2)
+        try:
+            with (
+                ParquetStreamWriter(rejected_out, REJECTED, row_group_size) as rejected,
+                _open_binary(fasta) as fh,
+            ):
+                source = _LineSource(fh, fasta)
+                with ParquetStreamWriter(pass1, SEQUENCES, row_group_size) as out:
+                    bar = tqdm(desc=f"parse {fasta.name}", unit="seq", disable=not progress,
+                               mininterval=2)
 
-                def reject(category: str, reason: str) -> None:
-                    by_reason[category] += 1
-                    rejected.write({"id": rec_id, "line": line, "reason": reason})
+                    def reject(category: str, reason: str) -> None:
+                        by_reason[category] += 1
+                        rejected.write({"id": rec_id, "line": line, "reason": reason})
 
-                for title, raw in SimpleFastaParser(source):
-                    line = source.header_lines.popleft()
-                    read += 1
-                    bar.update(1)
-                    rec_id, description, taxid = parse_header(title)
-                    if not rec_id:
-                        reject("missing id", "empty header line (no id)")
-                        continue
-                    first_line = ids.setdefault(rec_id, line)
-                    if first_line != line:
-                        reject("duplicate id", f"duplicate id, first seen at line {first_line}")
-                        continue
-                    seq, category, reason, converted = normalize_sequence(raw, iupac)
-                    if seq is None:
-                        reject(category, reason)
-                        continue
-                    n_amb = seq.count("N")
-                    if n_amb / len(seq) > max_ambiguous_fraction:
-                        reject("ambiguous fraction", f"ambiguous (N) fraction {n_amb / len(seq):.3f} "
-                               f"> max_ambiguous_fraction {max_ambiguous_fraction}")
-                        continue
-                    if len(seq) < min_length:
-                        reject("too short", f"length {len(seq)} < min_length {min_length}")
-                        continue
-                    if max_length is not None and len(seq) > max_length:
-                        reject("too long", f"length {len(seq)} > max_length {max_length}")
-                        continue
-                    digest = hashlib.sha1(seq.encode("ascii")).digest()
-                    if digest in first_of_hash:
-                        dup_counts[digest] = dup_counts.get(digest, 0) + 1
-                        reject("exact duplicate", f"exact duplicate of {first_of_hash[digest]}")
-                        continue
-                    first_of_hash[digest] = rec_id
-                    kept += 1
-                    converted_total += converted
-                    total_nt += len(seq)
-                    n_total += n_amb
-                    lengths[len(seq)] += 1
-                    out.write({
-                        "id": rec_id, "description": description, "taxid": taxid,
-                        "sequence": seq, "length": len(seq), "n_ambiguous": n_amb,
-                        "seq_hash": digest.hex(), "duplicates": 0,
-                    })
-                bar.close()
-                if read == 0:
-                    raise InputFileError(fasta, "no FASTA records (empty file?)")
-            n_rejected = sum(by_reason.values())
-            assert read == kept + n_rejected, (read, kept, n_rejected)
-            _finalize_sequences(pass1, sequences_out, dup_counts, row_group_size)
-    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-        raise InputFileError(fasta, f"truncated or corrupt gzip file: {exc}") from exc
-    finally:
-        pass1.unlink(missing_ok=True)
+                    for title, raw in SimpleFastaParser(source):
+                        line = source.header_lines.popleft()
+                        read += 1
+                        bar.update(1)
+                        rec_id, description, taxid = parse_header(title)
+                        if not rec_id:
+                            reject("missing id", "empty header line (no id)")
+                            continue
+                        first_line = ids.setdefault(rec_id, line)
+                        if first_line != line:
+                            reject("duplicate id", f"duplicate id, first seen at line {first_line}")
+                            continue
+                        seq, category, reason, converted = normalize_sequence(raw, iupac)
+                        if seq is None:
+                            reject(category, reason)
+                            continue
+                        n_amb = seq.count("N")
+                        if n_amb / len(seq) > max_ambiguous_fraction:
+                            reject("ambiguous fraction", f"ambiguous (N) fraction {n_amb / len(seq):.3f} "
+                                   f"> max_ambiguous_fraction {max_ambiguous_fraction}")
+                            continue
+                        if len(seq) < min_length:
+                            reject("too short", f"length {len(seq)} < min_length {min_length}")
+                            continue
+                        if max_length is not None and len(seq) > max_length:
+                            reject("too long", f"length {len(seq)} > max_length {max_length}")
+                            continue
+                        digest = hashlib.sha1(seq.encode("ascii")).digest()
+                        if digest in first_of_hash:
+                            dup_counts[digest] = dup_counts.get(digest, 0) + 1
+                            reject("exact duplicate", f"exact duplicate of {first_of_hash[digest]}")
+                            continue
+                        first_of_hash[digest] = rec_id
+                        kept += 1
+                        converted_total += converted
+                        total_nt += len(seq)
+                        n_total += n_amb
+                        lengths[len(seq)] += 1
+                        out.write({
+                            "id": rec_id, "description": description, "taxid": taxid,
+                            "sequence": seq, "length": len(seq), "n_ambiguous": n_amb,
+                            "seq_hash": digest.hex(), "duplicates": 0,
+                        })
+                    bar.close()
+                    if read == 0:
+                        raise InputFileError(fasta, "no FASTA records (empty file?)")
+                n_rejected = sum(by_reason.values())
+                assert read == kept + n_rejected, (read, kept, n_rejected)
+                _finalize_sequences(pass1, sequences_out, dup_counts, row_group_size)
+                placed.append(sequences_out)
+            placed.append(Path(rejected_out))
+        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+            raise InputFileError(fasta, f"truncated or corrupt gzip file: {exc}") from exc
+        finally:
+            pass1.unlink(missing_ok=True)
 
-    stats = {
-        "input": str(fasta),
-        "records_read": read,
-        "kept": kept,
-        "rejected": n_rejected,
-        "rejected_by_reason": dict(sorted(by_reason.items())),
-        "duplicates_merged": by_reason.get("exact duplicate", 0),
-        "total_nt": total_nt,
-        "length_min": min(lengths) if lengths else None,
-        "length_median": _median(lengths),
-        "length_max": max(lengths) if lengths else None,
-        "n_ambiguous_total": n_total,
-        "iupac_converted_to_n": converted_total,
-        "params": {
-            "min_length": min_length,
-            "max_length": max_length,
-            "max_ambiguous_fraction": max_ambiguous_fraction,
-            "iupac": iupac,
-        },
-    }
-    write_json(stats_out, stats)
+        stats = {
+            "input": str(fasta),
+            "records_read": read,
+            "kept": kept,
+            "rejected": n_rejected,
+            "rejected_by_reason": dict(sorted(by_reason.items())),
+            "duplicates_merged": by_reason.get("exact duplicate", 0),
+            "total_nt": total_nt,
+            "length_min": min(lengths) if lengths else None,
+            "length_median": _median(lengths),
+            "length_max": max(lengths) if lengths else None,
+            "n_ambiguous_total": n_total,
+            "iupac_converted_to_n": converted_total,
+            "params": {
+                "min_length": min_length,
+                "max_length": max_length,
+                "max_ambiguous_fraction": max_ambiguous_fraction,
+                "iupac": iupac,
+            },
+        }
+        write_json(stats_out, stats)
+    except BaseException:
+        for path in placed:
+            path.unlink(missing_ok=True)
+        raise
     return stats
 
 
@@ -361,6 +371,9 @@ def main(argv: list[str] | None = None) -> int:
         )
     except GenesisError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except OSError as exc:  # disk full, file-size limit, unwritable folder: no output is left
+        print(f"error: cannot write the outputs: {exc}", file=sys.stderr)
         return 1
     print(
         f"{stats['records_read']} records: {stats['kept']} kept, {stats['rejected']} rejected "

@@ -14,6 +14,7 @@ splits      annotations' columns plus cluster (representative id) and split (tra
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 
@@ -88,13 +89,21 @@ class ParquetStreamWriter:
             self._buffer = []
 
     def close(self) -> None:
-        self._flush()
-        self._writer.close()
+        try:
+            self._flush()
+            self._writer.close()
+        except BaseException as exc:  # e.g. disk full while writing the footer
+            self.abort(exc)
+            raise
         self._ctx.__exit__(None, None, None)
 
     def abort(self, exc: BaseException) -> None:
-        self._writer.close()
-        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+        """Discard the temporary file (even when closing the writer fails again)."""
+        try:
+            with contextlib.suppress(Exception):
+                self._writer.close()
+        finally:
+            self._ctx.__exit__(type(exc), exc, exc.__traceback__)
 
     def __enter__(self) -> ParquetStreamWriter:
         return self

@@ -165,20 +165,24 @@ def load_yaml_config(path: str | Path) -> dict:
             data = yaml.safe_load(fh) or {}
     except FileNotFoundError:
         raise ConfigError("config", f"file not found: {path}") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError("config", f"{path} is not valid YAML: {exc}") from None
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise ConfigError("config", f"{path} is not valid YAML text: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError("config", f"{path} must hold a mapping of keys to values")
     # A run's run_config.yaml can be passed back as --config: its "resolved" section is a
     # record of what the run used (device, precision, sizes), not a setting.
     data = {k: v for k, v in data.items() if k != RESOLVED_SECTION}
     known = {f.name: f for f in fields(TrainConfig)}
-    unknown = sorted(set(data) - set(known))
+    unknown = sorted(str(k) for k in set(data) - set(known))
     if unknown:
         raise ConfigError(unknown[0], f"unknown key(s) {unknown} in {path}")
     out = {}
     for key, val in data.items():
         if val is None:
+            # only "X | None" fields may be left empty in the file
+            hint = typing.get_type_hints(TrainConfig)[key]
+            if not (isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)):
+                raise ConfigError(key, f"needs a value in {path}")
             out[key] = None
             continue
         t = _field_type(known[key])

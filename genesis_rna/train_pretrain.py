@@ -724,6 +724,9 @@ def main(argv: list[str] | None = None) -> int:
     except GenesisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
+    except OSError as exc:  # disk full, file-size limit, unwritable folder
+        print(f"error: cannot write training outputs: {exc}", file=sys.stderr)
+        return 1
     finally:
         shutdown(dist)
     return 0
