@@ -69,3 +69,10 @@ def test_a_training_parameter_reruns_training_and_downstream_only(trained_copy):
         assert not plan & UPSTREAM, plan
     finally:
         _tiny_config(trained_copy)
+
+
+def test_report_collects_plots_evaluation_and_config(trained_copy):
+    snakemake(trained_copy, "--configfile=test_config.yaml", "--report", "report.html")
+    html = (trained_copy / "report.html").read_text(errors="replace")
+    for item in ("summary.png", "f1_vs_length_test.png", "summary.tsv", "run_config.yaml"):
+        assert item in html, item
