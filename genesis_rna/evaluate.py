@@ -46,7 +46,6 @@ from tqdm import tqdm
 from genesis_rna.annotate import vienna_version
 from genesis_rna.atomic import atomic_open, atomic_path
 from genesis_rna.benchmarks import iter_benchmark_records
-from genesis_rna.checkpoint import load_model
 from genesis_rna.data import IGNORE_INDEX, RNADataset, SplitData, collate, load_split
 from genesis_rna.errors import ConfigError, GenesisError, InputFileError
 from genesis_rna.eval_metrics import (
@@ -63,10 +62,9 @@ from genesis_rna.eval_metrics import (
 )
 from genesis_rna.inference import (
     default_batch_cells,
-    inference_precision,
     length_batches,
+    load_for_inference,
     predict_structures,
-    resolve_device,
 )
 from genesis_rna.pair_metrics import Pair
 from genesis_rna.structures import element_labels, parse_dot_bracket
@@ -502,18 +500,10 @@ def evaluate(
     workers = threads or n_cpus or 1
     if threads:
         torch.set_num_threads(threads)
-    try:
-        dev = resolve_device(device)
-    except ValueError as exc:
-        raise ConfigError("device", str(exc)) from None
-    checkpoint = Path(checkpoint)
-    if not checkpoint.exists():
-        raise InputFileError(checkpoint, "checkpoint not found")
-    model, tokenizer, config, threshold = load_model(checkpoint, device=dev)
-    if window is not None and not 1 <= window <= model.config.max_len - 2:
-        raise ConfigError("window", f"must be in 1..{model.config.max_len - 2} (the model's "
-                          f"max_len - 2), got {window}")
-    prec = inference_precision(precision or config.get("mixed_precision", "fp32"), dev)
+    loaded = load_for_inference(checkpoint, device=device, precision=precision, window=window)
+    model, tokenizer, config, threshold = (loaded.model, loaded.tokenizer, loaded.config,
+                                           loaded.threshold)
+    dev, prec = loaded.device, loaded.precision
     min_sep = int(config.get("pair_min_sep", 4))
 
     summary: dict = {

@@ -15,12 +15,15 @@ from __future__ import annotations
 import sys
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
+from genesis_rna.checkpoint import load_model
 from genesis_rna.data import bucket_length, encode_sequences
+from genesis_rna.errors import ConfigError, InputFileError
 from genesis_rna.pair_metrics import Pair, postprocess_pairs
 from genesis_rna.tokenization import STRUCTURE_CLASSES, VOCAB, Tokenizer, normalize_sequence
 from genesis_rna.train_pretrain import autocast_for
@@ -262,3 +265,33 @@ def predict_structures(
         model.train(was_training)
     assert not partial and all(r is not None for r in results), "a sequence was not predicted"
     return results  # type: ignore[return-value]
+
+
+@dataclass
+class LoadedModel:
+    """A trained model ready for prediction, with what its checkpoint says about it."""
+
+    model: torch.nn.Module
+    tokenizer: Tokenizer
+    config: dict  # the resolved training config
+    threshold: float  # pair-probability threshold tuned on validation
+    device: torch.device
+    precision: str  # autocast precision used for inference on ``device``
+
+
+def load_for_inference(checkpoint: str | Path, *, device: str = "auto",
+                       precision: str | None = None, window: int | None = None) -> LoadedModel:
+    """Load ``checkpoint`` for prediction; bad device, window or path raise typed errors."""
+    try:
+        dev = resolve_device(device)
+    except ValueError as exc:
+        raise ConfigError("device", str(exc)) from None
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise InputFileError(checkpoint, "checkpoint not found")
+    model, tokenizer, config, threshold = load_model(checkpoint, device=dev)
+    if window is not None and not 1 <= window <= model.config.max_len - 2:
+        raise ConfigError("window", f"must be in 1..{model.config.max_len - 2} (the model's "
+                          f"max_len - 2), got {window}")
+    prec = inference_precision(precision or config.get("mixed_precision", "fp32"), dev)
+    return LoadedModel(model, tokenizer, config, threshold, dev, prec)

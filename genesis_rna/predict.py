@@ -25,14 +25,12 @@ import numpy as np
 import pyarrow as pa
 
 from genesis_rna.atomic import atomic_open, atomic_path
-from genesis_rna.checkpoint import load_model
 from genesis_rna.errors import ConfigError, GenesisError, InputFileError
 from genesis_rna.fasta import normalize_sequence, parse_header
 from genesis_rna.inference import (
     Prediction,
-    inference_precision,
+    load_for_inference,
     predict_structures,
-    resolve_device,
 )
 from genesis_rna.structures import pairs_to_dot_bracket
 from genesis_rna.tables import write_table
@@ -155,18 +153,10 @@ def predict_fasta(checkpoint: str | Path, input_path: str | Path,
 
         torch.set_num_threads(threads)
     records = read_fasta(input_path)
-    try:
-        dev = resolve_device(device)
-    except ValueError as exc:
-        raise ConfigError("device", str(exc)) from None
-    ckpt = Path(checkpoint)
-    if not ckpt.is_file():
-        raise InputFileError(ckpt, "checkpoint not found")
-    model, tokenizer, config, tuned = load_model(ckpt, device=dev)
-    thr = tuned if threshold is None else threshold
-    if window is not None and not 1 <= window <= model.config.max_len - 2:
-        raise ConfigError("window", f"must be in 1..{model.config.max_len - 2}, got {window}")
-    prec = inference_precision(precision or config.get("mixed_precision", "fp32"), dev)
+    loaded = load_for_inference(checkpoint, device=device, precision=precision, window=window)
+    model, tokenizer, config = loaded.model, loaded.tokenizer, loaded.config
+    dev, prec = loaded.device, loaded.precision
+    thr = loaded.threshold if threshold is None else threshold
     preds = predict_structures(
         model, [r.sequence for r in records], thr, tokenizer=tokenizer, device=dev,
         precision=prec, window=window, min_sep=int(config.get("pair_min_sep", 4)),
