@@ -35,21 +35,20 @@ def _fmt(value) -> str:
 class MetricsLogger:
     """Appends rows and flushes each one, so a killed run keeps the epochs it finished.
 
-    ``keep_epochs``: on resume, rows of epochs after this one are dropped (they belong to the
-    part of the run being redone), so the file ends up as an uninterrupted run would leave it.
+    ``rows``: on resume, the rows recorded in the checkpoint (``self.rows`` of the run that
+    wrote it). The file is rewritten from them, so it ends up as an uninterrupted run would
+    leave it even when the old file is gone (Snakemake deletes a failed job's declared
+    outputs before rerunning it) or holds rows of the part of the run being redone.
     ``None`` starts a fresh file.
     """
 
-    def __init__(self, path: str | Path, keep_epochs: int | None = None):
+    def __init__(self, path: str | Path, rows: list[dict] | None = None):
         self.path = Path(path)
-        rows: list[dict] = []
-        if keep_epochs is not None and self.path.exists():
-            with open(self.path, newline="", encoding="utf-8") as fh:
-                rows = [r for r in csv.DictReader(fh) if int(r["epoch"]) <= keep_epochs]
+        self.rows: list[dict[str, str]] = [dict(r) for r in rows or []]
         with atomic_open(self.path, "w", newline="", encoding="utf-8") as fh:
             writer = csv.DictWriter(fh, fieldnames=COLUMNS)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(self.rows)
 
     def log(self, row: dict) -> None:
         missing = [c for c in COLUMNS if c not in row]
@@ -57,7 +56,9 @@ class MetricsLogger:
         assert not missing and not extra, f"metrics row: missing {missing}, unexpected {extra}"
         empty = [c for c in COLUMNS if row[c] is None or row[c] == ""]
         assert not empty, f"metrics columns left empty: {empty}"  # NaN is a value; None is not
+        formatted = {c: _fmt(row[c]) for c in COLUMNS}
+        self.rows.append(formatted)
         with open(self.path, "a", newline="", encoding="utf-8") as fh:
-            csv.writer(fh).writerow([_fmt(row[c]) for c in COLUMNS])
+            csv.writer(fh).writerow([formatted[c] for c in COLUMNS])
             fh.flush()
             os.fsync(fh.fileno())

@@ -296,6 +296,7 @@ class Trainer:
         self.epoch = 0
         self.batch_in_epoch = 0
         self.epochs_completed = 0
+        self.metrics_rows: list[dict[str, str]] = []  # the CSV rows so far (rank 0)
         self.wall_time = 0.0
         self.consecutive_nonfinite = 0
         self.stats = EpochStats()
@@ -355,6 +356,8 @@ class Trainer:
                 "wall_time_s": self.wall_time, "consecutive_nonfinite": self.consecutive_nonfinite,
             },
             "epoch_stats": self.stats.state(),
+            # the metrics rows so far, so a resumed run can rewrite training_metrics.csv
+            "metrics_rows": list(self.metrics_rows),
         }
 
     def load_state_dict(self, state: dict) -> None:
@@ -378,6 +381,7 @@ class Trainer:
                 torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
         else:
             self.stats = EpochStats(state["epoch_stats"])
+        self.metrics_rows = [dict(r) for r in state.get("metrics_rows", [])]
 
     def save(self) -> None:
         state = self.state_dict()
@@ -679,7 +683,8 @@ class Trainer:
         metrics = None
         if self.dist.is_main:
             metrics = MetricsLogger(self.out_dir / "training_metrics.csv",
-                                    keep_epochs=self.epochs_completed if resumed else None)
+                                    rows=self.metrics_rows if resumed else None)
+            self.metrics_rows = metrics.rows  # the logger appends; checkpoints save the list
             self.write_run_config()
         ranks = (f", {self.dist.world_size} processes ({self.dist.backend}), global batch "
                  f"{cfg.batch_size * self.dist.world_size}" if self.dist.enabled else "")

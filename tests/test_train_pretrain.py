@@ -128,6 +128,9 @@ def test_exact_resume_after_sigkill(data_dir, tmp_path):
     finally:
         proc.wait()
     assert not (b / "model.pt").exists(), "run B was not interrupted"
+    # Snakemake deletes a failed job's declared outputs before rerunning it: the metrics CSV
+    # must come back whole from the checkpoint
+    (b / "training_metrics.csv").unlink()
     r = run_cli([*args, "--output_dir", str(b)])
     assert r.returncode == 0, r.stderr
     assert "resumed from" in r.stdout
