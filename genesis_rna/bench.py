@@ -6,6 +6,9 @@ parse     FASTA records/s and peak RSS for FILE and for a 10x larger file made f
           (peak RSS must not grow with corpus size: the stage streams).
 annotate  sequences/s of the annotate stage (1 shard, 1 process) against raw ``RNA.fold`` on
           the same sequences (the stage's overhead), and 2 shards on 2 cores against 1.
+train     real (non-padding) nucleotides/s of forward+backward+step for a model size on a split
+          (``--split_dir``, e.g. results/realdata/split): length-bucketed batches against the
+          same samples padded to 512, in the same process; plus peak RSS.
 Each measurement runs in a fresh Python process so peak RSS is its own.
 """
 
@@ -121,6 +124,43 @@ def bench_annotate(fasta: Path, work: Path, n: int = 1200, max_len: int = 400) -
     ]
 
 
+def bench_train(split_dir: Path, model_size: str, steps: int, batch: int = 32) -> list[dict]:
+    """Training throughput: bucketed batches vs the same samples padded to 512 (bf16 on CPU)."""
+    import torch
+
+    from genesis_rna.data import BucketBatchSampler, RNADataset, collate, load_split
+    from genesis_rna.losses import MultiTaskLoss
+    from genesis_rna.model import GenesisRNA, model_config_for
+
+    torch.manual_seed(0)
+    data = load_split(split_dir / "train.parquet")
+    dataset = RNADataset(data, 512, 0.15, seed=0, train=True)
+    batches = BucketBatchSampler(data.lengths, batch, seed=0, shuffle=True).epoch_batches(0)
+    model = GenesisRNA(model_config_for(model_size, max_len=512))
+    loss_fn = MultiTaskLoss()
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    rows = []
+    for mode, multiple in (("bucketed", 32), ("padded to 512", 512)):
+        nt, t0 = 0, None
+        for k, idx in enumerate(batches[: steps + 2]):
+            if k == 2:  # two warm-up steps
+                nt, t0 = 0, time.perf_counter()
+            b = collate([dataset[(0, i)] for i in idx], 512, multiple)
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                out = model(b["tokens"], b["attention_mask"])
+            loss = loss_fn(out, b).total
+            loss.backward()
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            nt += int(b["lengths"].sum())
+        sec = time.perf_counter() - t0
+        rows.append({"bench": "train", "mode": f"{model_size}, bf16, batch {batch}, {mode}",
+                     "records": nt, "seconds": sec, "records_per_s": nt / sec})
+    rows[0]["speedup_vs_padded"] = rows[0]["records_per_s"] / rows[1]["records_per_s"]
+    rows[0]["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_child"]:
@@ -128,12 +168,15 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(prog="python -m genesis_rna.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="+", choices=["parse", "annotate"])
+    ap.add_argument("what", nargs="+", choices=["parse", "annotate", "train"])
+    ap.add_argument("--split_dir", type=Path, default=Path("results/realdata/split"))
+    ap.add_argument("--model_size", default="small")
+    ap.add_argument("--train_steps", type=int, default=12)
     ap.add_argument("--fasta", type=Path, default=DEFAULT_FASTA)
     ap.add_argument("--json", type=Path, default=Path("results/bench/bench.json"))
     ap.add_argument("--annotate_n", type=int, default=1200)
     args = ap.parse_args(argv)
-    if not args.fasta.exists():
+    if ("parse" in args.what or "annotate" in args.what) and not args.fasta.exists():
         ap.error(f"--fasta {args.fasta} not found (default is ../shared/data/rfam14.9_seed.fasta.gz)")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="genesis_bench_") as tmp:
@@ -141,6 +184,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_parse(args.fasta, Path(tmp))
         if "annotate" in args.what:
             rows += bench_annotate(args.fasta, Path(tmp), n=args.annotate_n)
+        if "train" in args.what:
+            rows += bench_train(args.split_dir, args.model_size, args.train_steps)
     for r in rows:
         extra = {k: v for k, v in r.items() if k not in ("bench", "records", "seconds", "records_per_s")}
         print(f"{r['bench']:9s} {r['records']:>9d} rec {r['seconds']:8.2f} s "
