@@ -178,6 +178,9 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     if ("parse" in args.what or "annotate" in args.what) and not args.fasta.exists():
         ap.error(f"--fasta {args.fasta} not found (default is ../shared/data/rfam14.9_seed.fasta.gz)")
+    if "train" in args.what and not (args.split_dir / "train.parquet").exists():
+        ap.error(f"--split_dir {args.split_dir} has no train.parquet (run the workflow first, e.g. "
+                 "with --configfile config/realdata.yaml)")
     rows: list[dict] = []
     with tempfile.TemporaryDirectory(prefix="genesis_bench_") as tmp:
         if "parse" in args.what:
