@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 from collections.abc import Iterator, Sequence
+from functools import partial
 from pathlib import Path
 
 import pyarrow.parquet as pq
@@ -19,8 +20,6 @@ from tqdm import tqdm
 from genesis_rna.errors import ConfigError, InputFileError
 from genesis_rna.structures import element_labels, parse_dot_bracket, read_provided_structures
 from genesis_rna.tables import ANNOTATIONS, REJECTED, SEQUENCES, ParquetStreamWriter
-
-_FOLD_SETTINGS: dict = {}
 
 
 def vienna_version() -> str:
@@ -54,22 +53,31 @@ def scatter_sequences(sequences: str | Path, shards: Sequence[str | Path]) -> li
     return counts
 
 
-def _init_fold(max_bp_span: int, temperature: float) -> None:
-    _FOLD_SETTINGS.update(max_bp_span=max_bp_span, temperature=temperature)
+def mfe_fold(sequence: str, max_bp_span: int = -1, temperature: float = 37.0) -> tuple[str, float]:
+    """ViennaRNA MFE structure and free energy (kcal/mol); -1 means no base-pair span limit.
 
-
-def fold_one(sequence: str) -> tuple[str, float]:
-    """MFE structure and free energy (kcal/mol) of one sequence with the stage's settings."""
+    Settings are arguments, not process state, so the annotation stage and the evaluation
+    baseline (default parameters) can fold in one process without affecting each other.
+    """
     import RNA
 
     md = RNA.md()
-    md.temperature = _FOLD_SETTINGS.get("temperature", 37.0)
-    span = _FOLD_SETTINGS.get("max_bp_span", -1)
-    if span and span > 0:
-        md.max_bp_span = span
-    fc = RNA.fold_compound(sequence, md)
-    structure, mfe = fc.mfe()
+    md.temperature = temperature
+    if max_bp_span and max_bp_span > 0:
+        md.max_bp_span = max_bp_span
+    structure, mfe = RNA.fold_compound(sequence, md).mfe()
     return structure, float(mfe)
+
+
+def _chunks(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    chunk: list[dict] = []
+    for row in rows:
+        chunk.append(row)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 def _annotation_row(row: dict, structure: str, energy: float | None, source: str, where: str):
@@ -116,23 +124,16 @@ def annotate_shard(
                    disable=not progress, mininterval=2)
         if source == "fold":
             label = f"ViennaRNA {vienna_version()} MFE (T={temperature}C, max_bp_span={max_bp_span})"
-            rows = _iter_rows(shard)
+            fold = partial(mfe_fold, max_bp_span=max_bp_span, temperature=temperature)
             # Workers get whole sequences and return only (structure, energy): the row dicts
             # stay in this process, so what crosses the pipe is small.
-            ctx = mp.get_context("fork") if threads > 1 else None
-            pool = ctx.Pool(threads, _init_fold, (max_bp_span, temperature)) if ctx else None
-            _init_fold(max_bp_span, temperature)
+            pool = mp.get_context("fork").Pool(threads) if threads > 1 else None
             try:
-                chunk: list[dict] = []
-                for row in rows:
-                    chunk.append(row)
-                    if len(chunk) >= 2_000:
-                        _fold_chunk(chunk, pool, out, label, shard)
-                        counts["annotated"] += len(chunk)
-                        bar.update(len(chunk))
-                        chunk = []
-                if chunk:
-                    _fold_chunk(chunk, pool, out, label, shard)
+                for chunk in _chunks(_iter_rows(shard), 2_000):
+                    seqs = [r["sequence"] for r in chunk]
+                    results = pool.map(fold, seqs, chunksize=16) if pool else map(fold, seqs)
+                    for row, (structure, energy) in zip(chunk, results, strict=True):
+                        out.write(_annotation_row(row, structure, energy, label, str(shard)))
                     counts["annotated"] += len(chunk)
                     bar.update(len(chunk))
             finally:
@@ -171,13 +172,6 @@ def annotate_shard(
             raise ConfigError("structures.source", f"unknown value {source!r}; use 'fold' or 'provided'")
         bar.close()
     return counts
-
-
-def _fold_chunk(chunk, pool, out, label, shard) -> None:
-    seqs = [r["sequence"] for r in chunk]
-    results = pool.map(fold_one, seqs, chunksize=16) if pool is not None else map(fold_one, seqs)
-    for row, (structure, energy) in zip(chunk, results, strict=True):
-        out.write(_annotation_row(row, structure, energy, label, str(shard)))
 
 
 def gather_tables(parts: Sequence[str | Path], out: str | Path, schema) -> int:

@@ -43,7 +43,7 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from genesis_rna.annotate import vienna_version
+from genesis_rna.annotate import mfe_fold, vienna_version
 from genesis_rna.atomic import atomic_open, atomic_path
 from genesis_rna.benchmarks import iter_benchmark_records
 from genesis_rna.data import IGNORE_INDEX, RNADataset, SplitData, collate, load_split
@@ -160,11 +160,8 @@ def _fold_seconds(lengths: Iterable[int]) -> float:
 
 def vienna_mfe(sequence: str) -> str:
     """ViennaRNA MFE dot-bracket with default parameters (37 C, no span limit): the baseline
-    the field reports. Deliberately not ``annotate.fold_one``, whose module-level settings may
-    hold a training corpus's ``max_bp_span`` or temperature in the same process."""
-    import RNA
-
-    return RNA.fold_compound(sequence).mfe()[0]
+    the field reports, whatever settings the training corpus was annotated with."""
+    return mfe_fold(sequence)[0]
 
 
 def _cache_key(sequence: str, version: str) -> str:
