@@ -9,6 +9,11 @@ annotate  sequences/s of the annotate stage (1 shard, 1 process) against raw ``R
 train     real (non-padding) nucleotides/s of forward+backward+step for a model size on a split
           (``--split_dir``, e.g. results/realdata/split): length-bucketed batches against the
           same samples padded to 512, in the same process; plus peak RSS.
+ast       the trainer CLI (``--train_config``, ``--model_size``) on ``--ast_train_rows``
+          sequences of the split: one epoch with AST off, one with AST on (epoch time ratio),
+          then AST on for as many epochs as fit in the AST-off epoch's time (the same
+          wall-clock budget), with the held-out (val split) pair F1, MLM and structure accuracy
+          each reaches, and each run's peak RSS.
 Each measurement runs in a fresh Python process so peak RSS is its own.
 """
 
@@ -161,6 +166,72 @@ def bench_train(split_dir: Path, model_size: str, steps: int, batch: int = 32) -
     return rows
 
 
+def _run_trainer(args: list[str], log: Path) -> float:
+    """Run the trainer CLI to completion; return the peak RSS (MB) of that process."""
+    with open(log, "w") as fh:
+        proc = subprocess.Popen([sys.executable, "-m", "genesis_rna.train_pretrain", *args],
+                                stdout=fh, stderr=subprocess.STDOUT)
+        _, status, usage = os.wait4(proc.pid, 0)
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    if proc.returncode:
+        raise RuntimeError(f"trainer exited with {proc.returncode}; see {log}:\n"
+                           + "".join(log.read_text().splitlines(True)[-15:]))
+    return usage.ru_maxrss / 1024
+
+
+def _epoch_rows(csv_path: Path) -> list[dict]:
+    import csv
+
+    with open(csv_path, newline="") as fh:
+        return list(csv.DictReader(fh))
+
+
+def bench_ast(split_dir: Path, train_config: Path, model_size: str, train_rows: int,
+              val_rows: int, tmp: Path, log_dir: Path) -> list[dict]:
+    """AST on vs off: epoch time, and held-out metrics on the same wall-clock budget."""
+    import numpy as np
+
+    data = tmp / "ast_data"
+    data.mkdir()
+    n_train = 0
+    for name, n in (("train", train_rows), ("val", val_rows)):
+        table = pq.read_table(split_dir / f"{name}.parquet")
+        if n < table.num_rows:  # a seeded sample, kept in file order
+            table = table.take(np.sort(np.random.default_rng(0).permutation(table.num_rows)[:n]))
+        pq.write_table(table, data / f"{name}.parquet")
+        n_train = n_train or table.num_rows
+    log_dir.mkdir(parents=True, exist_ok=True)
+    common = ["--config", str(train_config), "--data_path", str(data), "--model_size", model_size,
+              "--no-progress", "--no-resume"]
+
+    def run(name: str, ast: bool, epochs: int) -> dict:
+        out = tmp / name
+        rss = _run_trainer([*common, "--output_dir", str(out), "--num_epochs", str(epochs),
+                            "--use_ast" if ast else "--no-use_ast"], log_dir / f"{name}.log")
+        rows = _epoch_rows(out / "training_metrics.csv")
+        train = [r for r in rows if r["phase"] == "train"]
+        val = rows[-1]
+        seconds = sum(float(r["epoch_time_s"]) for r in train)
+        return {"bench": "ast", "mode": f"{model_size}, AST {'on' if ast else 'off'}, {epochs} "
+                f"epoch{'s' if epochs > 1 else ''}", "records": n_train * epochs,  # sequences offered
+                "seconds": seconds, "records_per_s": n_train * epochs / seconds,
+                "trained_nt_per_s": float(train[-1]["tokens_per_s"]),
+                "activation": float(train[-1]["activation_rate"]),
+                "val_pair_f1": float(val["pair_f1"]), "val_mlm_acc": float(val["mlm_acc"]),
+                "val_struct_acc": float(val["struct_acc"]), "peak_rss_mb": rss}
+
+    off = run("ast_off", False, 1)
+    on = run("ast_on", True, 1)
+    on["epoch_time_vs_off"] = on["seconds"] / off["seconds"]
+    rows = [off, on]
+    budget_epochs = max(1, int(off["seconds"] // on["seconds"]))
+    if budget_epochs > 1:
+        same = run("ast_on_budget", True, budget_epochs)
+        same["time_vs_off"] = same["seconds"] / off["seconds"]
+        rows.append(same)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_child"]:
@@ -168,17 +239,20 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(prog="python -m genesis_rna.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="+", choices=["parse", "annotate", "train"])
+    ap.add_argument("what", nargs="+", choices=["parse", "annotate", "train", "ast"])
     ap.add_argument("--split_dir", type=Path, default=Path("results/realdata/split"))
     ap.add_argument("--model_size", default="small")
     ap.add_argument("--train_steps", type=int, default=12)
     ap.add_argument("--fasta", type=Path, default=DEFAULT_FASTA)
     ap.add_argument("--json", type=Path, default=Path("results/bench/bench.json"))
     ap.add_argument("--annotate_n", type=int, default=1200)
+    ap.add_argument("--train_config", type=Path, default=Path("config/train_cpu_realdata.yaml"))
+    ap.add_argument("--ast_train_rows", type=int, default=4000)
+    ap.add_argument("--ast_val_rows", type=int, default=1294)
     args = ap.parse_args(argv)
     if ("parse" in args.what or "annotate" in args.what) and not args.fasta.exists():
         ap.error(f"--fasta {args.fasta} not found (default is ../shared/data/rfam14.9_seed.fasta.gz)")
-    if "train" in args.what and not (args.split_dir / "train.parquet").exists():
+    if {"train", "ast"} & set(args.what) and not (args.split_dir / "train.parquet").exists():
         ap.error(f"--split_dir {args.split_dir} has no train.parquet (run the workflow first, e.g. "
                  "with --configfile config/realdata.yaml)")
     rows: list[dict] = []
@@ -189,6 +263,10 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_annotate(args.fasta, Path(tmp), n=args.annotate_n)
         if "train" in args.what:
             rows += bench_train(args.split_dir, args.model_size, args.train_steps)
+        if "ast" in args.what:
+            rows += bench_ast(args.split_dir, args.train_config, args.model_size,
+                              args.ast_train_rows, args.ast_val_rows, Path(tmp),
+                              args.json.parent / "ast_logs")
     for r in rows:
         extra = {k: v for k, v in r.items() if k not in ("bench", "records", "seconds", "records_per_s")}
         print(f"{r['bench']:9s} {r['records']:>9d} rec {r['seconds']:8.2f} s "

@@ -184,7 +184,10 @@ class RNADataset(Dataset):
 def collate(samples: Sequence[dict], max_len: int, bucket_multiple: int) -> dict[str, torch.Tensor]:
     """Pad to the bucket width; place CLS at 0 and SEP after the last nucleotide.
 
-    The dense pair map is built here, per batch, from the sparse pair list.
+    Pairs stay sparse (``pair_index``: rows of batch row, i, j with i < j in token coordinates);
+    ``dense_pair_target`` builds the [B, T, T] map only for the rows that are trained, on the
+    training device (AST draws more candidates than it trains, and a dense map per candidate
+    built here in the loader workers would cost O(T^2) each).
     """
     b = len(samples)
     width = bucket_length(max(len(s["seq"]) for s in samples) + 2, max_len, bucket_multiple)
@@ -192,7 +195,7 @@ def collate(samples: Sequence[dict], max_len: int, bucket_multiple: int) -> dict
     seq_tokens = torch.full((b, width), PAD_ID, dtype=torch.long)
     mlm = torch.full((b, width), IGNORE_INDEX, dtype=torch.long)
     struct = torch.full((b, width), IGNORE_INDEX, dtype=torch.long)
-    pair_target = torch.zeros((b, width, width), dtype=torch.bool)
+    pair_rows = []
     lengths = torch.zeros(b, dtype=torch.long)
     for k, s in enumerate(samples):
         n = len(s["seq"])
@@ -204,9 +207,8 @@ def collate(samples: Sequence[dict], max_len: int, bucket_multiple: int) -> dict
         mlm[k, 1 : n + 1] = torch.from_numpy(s["mlm"])
         struct[k, 1 : n + 1] = torch.from_numpy(s["struct"])
         if len(s["pairs"]):
-            p = torch.from_numpy(s["pairs"].astype(np.int64)) + 1  # token coordinates
-            pair_target[k, p[:, 0], p[:, 1]] = True
-            pair_target[k, p[:, 1], p[:, 0]] = True
+            p = np.sort(s["pairs"].astype(np.int64), axis=1) + 1  # token coordinates, i < j
+            pair_rows.append(np.column_stack([np.full(len(p), k, np.int64), p]))
     pos = torch.arange(width)
     attention_mask = pos[None, :] < (lengths[:, None] + 2)
     nucleotide_mask = (pos[None, :] >= 1) & (pos[None, :] <= lengths[:, None])
@@ -218,9 +220,20 @@ def collate(samples: Sequence[dict], max_len: int, bucket_multiple: int) -> dict
         "nucleotide_mask": nucleotide_mask,  # [B, T] nucleotides only
         "mlm_labels": mlm,  # [B, T] original id at masked positions, else -100
         "struct_labels": struct,  # [B, T] class id at nucleotides, else -100
-        "pair_target": pair_target,  # [B, T, T] symmetric
+        "pair_index": torch.from_numpy(np.concatenate(pair_rows) if pair_rows
+                                       else np.zeros((0, 3), np.int64)),  # [P, 3] row, i, j
         "lengths": lengths,  # [B] nucleotides per sample
     }
+
+
+def dense_pair_target(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The symmetric [B, T, T] bool pair map of a batch, on the batch's device."""
+    b, t = batch["tokens"].shape
+    target = torch.zeros((b, t, t), dtype=torch.bool, device=batch["tokens"].device)
+    r, i, j = batch["pair_index"].to(target.device).unbind(1)
+    target[r, i, j] = True
+    target[r, j, i] = True
+    return target
 
 
 def subset_batch(batch: dict[str, torch.Tensor], rows: torch.Tensor, bucket_multiple: int) -> dict:
@@ -229,10 +242,14 @@ def subset_batch(batch: dict[str, torch.Tensor], rows: torch.Tensor, bucket_mult
     new_w = bucket_length(int(batch["lengths"][rows].max()) + 2, width, bucket_multiple)
     out = {}
     for key, val in batch.items():
+        if key == "pair_index":
+            new_row = torch.full((len(batch["tokens"]),), -1, dtype=torch.long)
+            new_row[rows] = torch.arange(len(rows))
+            kept = val[new_row[val[:, 0]] >= 0]
+            out[key] = torch.cat([new_row[kept[:, :1]], kept[:, 1:]], 1)
+            continue
         v = val[rows]
-        if key == "pair_target":
-            v = v[:, :new_w, :new_w]
-        elif v.dim() == 2:
+        if v.dim() == 2:
             v = v[:, :new_w]
         # slices of the wider batch are strided views; kernels run far faster on dense copies
         out[key] = v.contiguous()

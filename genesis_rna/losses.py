@@ -13,7 +13,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from genesis_rna.data import IGNORE_INDEX
+from genesis_rna.data import IGNORE_INDEX, dense_pair_target
 
 
 def pair_loss_mask(nucleotide_mask: torch.Tensor, min_sep: int = 4) -> torch.Tensor:
@@ -87,7 +87,7 @@ class MultiTaskLoss(nn.Module):
         mlm_sum, mlm_n = _per_sample_ce(out["mlm_logits"], batch["mlm_labels"])
         st_sum, st_n = _per_sample_ce(out["struct_logits"], batch["struct_labels"])
         pair_ps, pair_n = self.focal.per_sample(
-            out["pair_logits"], batch["pair_target"], batch["nucleotide_mask"])
+            out["pair_logits"], dense_pair_target(batch), batch["nucleotide_mask"])
         mlm = mlm_sum.sum() / mlm_n.sum().clamp(min=1)
         struct = st_sum.sum() / st_n.sum().clamp(min=1)
         has = pair_n > 0

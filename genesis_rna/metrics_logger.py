@@ -6,9 +6,11 @@ loss_struct, loss_pair, mlm_acc (masked positions), struct_acc (nucleotides), pa
 pair_recall, pair_f1 (per-sequence means after post-processing at the fixed per-epoch
 threshold), lr (at epoch end), activation_rate (AST fraction of samples trained; 1.0 without
 AST; val rows repeat the epoch's train value), samples_skipped (by AST; 0 on val rows),
-tokens_per_s (real nucleotides per second through forward+backward on train rows, through
-evaluation on val rows), wall_time_s (training time since the run began, across resumes),
-nonfinite_steps (steps skipped for a non-finite loss or gradient in the epoch; 0 on val rows).
+tokens_per_s (real nucleotides trained per second of the training loop on train rows, waiting
+for the data loader included; evaluated per second on val rows), wall_time_s (training time
+since the run began, across resumes), nonfinite_steps (steps skipped for a non-finite loss or
+gradient in the epoch; 0 on val rows), epoch_time_s (seconds of the epoch's training loop, data
+loading included, on train rows; of the evaluation on val rows).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from genesis_rna.atomic import atomic_open
 COLUMNS: tuple[str, ...] = (
     "epoch", "step", "phase", "loss", "loss_mlm", "loss_struct", "loss_pair", "mlm_acc",
     "struct_acc", "pair_precision", "pair_recall", "pair_f1", "lr", "activation_rate",
-    "samples_skipped", "tokens_per_s", "wall_time_s", "nonfinite_steps",
+    "samples_skipped", "tokens_per_s", "wall_time_s", "nonfinite_steps", "epoch_time_s",
 )
 
 

@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
 
 from genesis_rna.tokenization import STRUCTURE_CLASSES, VOCAB
 
@@ -38,11 +39,17 @@ class ModelConfig:
     pair_dim: int = 32
     pair_conv_layers: int = 4
     pair_conv_channels: int = 16
+    pair_conv_dilations: tuple[int, ...] = (1,)  # cycled over the conv layers
     distance_buckets: int = 32
+    pair_type_channels: bool = True  # learned channels for the nucleotide pair (i, j)
+    struct_from_pairs: bool = True  # structure head also reads the pair map, pooled per row
 
     def __post_init__(self) -> None:
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ValueError("d_model / n_heads must be an even integer (RoPE rotates pairs)")
+        self.pair_conv_dilations = tuple(int(d) for d in self.pair_conv_dilations)
+        if not self.pair_conv_dilations or min(self.pair_conv_dilations) < 1:
+            raise ValueError("pair_conv_dilations must be a non-empty list of integers >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -113,6 +120,10 @@ class Block(nn.Module):
         return x + self.mlp(self.ln2(x))
 
 
+def _conv_layer(conv: nn.Conv2d, x: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
+    return (x + conv(F.gelu(x))) * cell
+
+
 class PairHead(nn.Module):
     """Symmetric pair logits from pairwise features, refined by a residual 2D conv stack."""
 
@@ -127,10 +138,19 @@ class PairHead(nn.Module):
         # per channel (one batched matmul) and W_sum (a_i + a_j) = W_sum a_i + W_sum a_j.
         self.w_prod = nn.Parameter(torch.randn(c, p) * 0.02)
         self.w_sum = nn.Linear(p, c)
+        # (token_i, token_j) -> C channels: complementarity is given, not learned from scratch
+        self.vocab = cfg.vocab_size
+        self.pair_type = (nn.Parameter(torch.randn(c, cfg.vocab_size, cfg.vocab_size) * 0.02)
+                          if cfg.pair_type_channels else None)
+        dil = cfg.pair_conv_dilations
         self.convs = nn.ModuleList(
-            nn.Conv2d(c, c, kernel_size=3, padding=1) for _ in range(cfg.pair_conv_layers)
+            nn.Conv2d(c, c, kernel_size=3, padding=dil[k % len(dil)], dilation=dil[k % len(dil)])
+            for k in range(cfg.pair_conv_layers)
         )
         self.out = nn.Conv2d(c, 1, kernel_size=1)
+        # recompute each conv layer in backward instead of keeping its activations: the
+        # [B, C, T, T] maps dominate training memory (a runtime choice, same results)
+        self.checkpointing = False
 
     def distance_bucket(self, t: int, device) -> torch.Tensor:
         d = torch.arange(t, device=device)
@@ -140,7 +160,9 @@ class PairHead(nn.Module):
         log_b = half + (torch.log(d.clamp(min=1) / half) / math.log(1024 / half) * half).long()
         return torch.where(d < half, d.long(), log_b.clamp(max=self.buckets - 1))
 
-    def forward(self, h: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    def forward(self, h: torch.Tensor, tokens: torch.Tensor, key_mask: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Symmetric logits [B, T, T] and the refined pair features [B, C, T, T]."""
         b, t, _ = h.shape
         a = self.proj(h)  # [B, T, P]
         u = a[:, None, :, :] * self.w_prod[None, :, None, :].to(a.dtype)  # [B, C, T, P]
@@ -149,11 +171,27 @@ class PairHead(nn.Module):
         x = x + s[:, :, :, None] + s[:, :, None, :]
         cell = (key_mask[:, :, None] & key_mask[:, None, :])[:, None].to(x.dtype)  # [B,1,T,T]
         x = x + self.dist(self.distance_bucket(t, h.device)).permute(2, 0, 1)[None].to(x.dtype)
+        if self.pair_type is not None:
+            # E[c, tok_i, tok_j] as one-hot @ E_c @ one-hot^T: a batched matmul, no gather
+            one_hot = F.one_hot(tokens, self.vocab).to(x.dtype)  # [B, T, V]
+            x = x + (one_hot[:, None] @ self.pair_type[None].to(x.dtype)) @ one_hot[:, None].transpose(-1, -2)
         x = x * cell
         for conv in self.convs:
-            x = (x + conv(F.gelu(x))) * cell
+            if self.checkpointing and torch.is_grad_enabled():
+                x = checkpoint(_conv_layer, conv, x, cell, use_reentrant=False)
+            else:
+                x = _conv_layer(conv, x, cell)
         logits = self.out(F.gelu(x))[:, 0]  # [B, T, T]
-        return 0.5 * (logits + logits.transpose(1, 2))  # exactly symmetric
+        return 0.5 * (logits + logits.transpose(1, 2)), x  # logits exactly symmetric
+
+
+def pool_pair_rows(x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
+    """Per position i: mean and max of the pair features x[:, :, i, j] over real j -> [B, T, 2C]."""
+    n = key_mask.sum(1).clamp(min=1).to(x.dtype)[:, None, None]  # [B, 1, 1]
+    mean = x.sum(-1) / n  # cells outside real tokens are zero
+    peak = x.masked_fill(~key_mask[:, None, None, :], float("-inf")).amax(-1)
+    peak = torch.where(key_mask[:, None, :], peak, torch.zeros_like(peak))
+    return torch.cat([mean, peak], 1).transpose(1, 2)
 
 
 class GenesisRNA(nn.Module):
@@ -165,7 +203,13 @@ class GenesisRNA(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg) for _ in range(cfg.n_layers))
         self.ln_f = nn.LayerNorm(cfg.d_model)
         self.mlm_head = nn.Linear(cfg.d_model, cfg.vocab_size)
-        self.struct_head = nn.Linear(cfg.d_model, cfg.n_struct_classes)
+        # element classes are a function of the pairing: with struct_from_pairs the head also
+        # reads each position's row of the refined pair map (pooled), not only its embedding
+        pooled = 2 * cfg.pair_conv_channels if cfg.struct_from_pairs else 0
+        self.struct_head = nn.Sequential(
+            nn.Linear(cfg.d_model + pooled, cfg.d_model), nn.GELU(),
+            nn.Linear(cfg.d_model, cfg.n_struct_classes),
+        ) if cfg.struct_from_pairs else nn.Linear(cfg.d_model, cfg.n_struct_classes)
         self.pair_head = PairHead(cfg)
         self.apply(self._init_weights)
 
@@ -192,10 +236,14 @@ class GenesisRNA(nn.Module):
         for block in self.blocks:
             x = block(x, attention_mask, cos, sin)
         h = self.ln_f(x)
+        pair_logits, pair_features = self.pair_head(h, tokens, attention_mask)
+        struct_in = h
+        if self.config.struct_from_pairs:
+            struct_in = torch.cat([h, pool_pair_rows(pair_features, attention_mask).to(h.dtype)], -1)
         return {
             "mlm_logits": self.mlm_head(h),
-            "struct_logits": self.struct_head(h),
-            "pair_logits": self.pair_head(h, attention_mask),
+            "struct_logits": self.struct_head(struct_in),
+            "pair_logits": pair_logits,
             "hidden": h,
         }
 

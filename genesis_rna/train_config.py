@@ -39,6 +39,9 @@ class TrainConfig:
     dropout: float = 0.1
     pair_conv_layers: int = 4  # residual 3x3 conv layers refining the pair map (0 = none)
     pair_conv_channels: int = 16
+    pair_conv_max_dilation: int = 1  # conv dilations cycle 1, 2, 4, ... up to this (power of 2)
+    pair_type_channels: bool = True  # pair map starts with learned (nucleotide_i, nucleotide_j) channels
+    struct_from_pairs: bool = True  # structure head also reads the pair map pooled per position
     max_len: int = 512  # tokens per sequence incl. CLS and SEP; longer sequences are cropped
     # data
     bucket_multiple: int = 32  # batch widths are rounded up to a multiple of this
@@ -71,6 +74,7 @@ class TrainConfig:
     mixed_precision: str = "bf16"
     device: str = "auto"
     seed: int = 42
+    activation_checkpointing: bool = False  # recompute pair-map activations in backward (less RAM)
     threads: int | None = None  # torch intra-op threads per process; default: cores / processes
     ddp_backend: str = "auto"  # under torchrun: auto = nccl on CUDA, gloo on CPU
     save_every_steps: int = 500
@@ -90,6 +94,9 @@ class TrainConfig:
         for key in non_negative:
             if getattr(self, key) < 0:
                 raise ConfigError(key, f"must not be negative, got {getattr(self, key)}")
+        d = self.pair_conv_max_dilation
+        if d < 1 or d & (d - 1):
+            raise ConfigError("pair_conv_max_dilation", f"must be a power of 2 (1, 2, 4, ...), got {d}")
         if self.threads is not None and self.threads <= 0:
             raise ConfigError("threads", f"must be positive, got {self.threads}")
         if self.max_len < 8:
@@ -123,6 +130,9 @@ class TrainConfig:
             raise ConfigError("mixed_precision",
                               "fp16 needs CUDA (GradScaler); with device 'cpu' use bf16 or fp32")
 
+    def pair_conv_dilations(self) -> tuple[int, ...]:
+        return tuple(2 ** k for k in range(self.pair_conv_max_dilation.bit_length()))
+
     def resolved_checkpoint_dir(self) -> Path:
         if self.checkpoint_dir:
             return Path(self.checkpoint_dir)
@@ -141,7 +151,8 @@ class TrainConfig:
 # Keys that change how a run is executed but not what it computes: a checkpoint or a finished
 # model made under other values of these is still the same run.
 RUNTIME_KEYS = frozenset({"data_path", "output_dir", "checkpoint_dir", "num_workers", "threads",
-                          "save_every_steps", "resume", "progress", "ddp_backend"})
+                          "save_every_steps", "resume", "progress", "ddp_backend",
+                          "activation_checkpointing"})
 
 
 def semantic_config(cfg: dict) -> dict:

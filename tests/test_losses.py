@@ -73,7 +73,8 @@ def test_multitask_weights_and_ignored_positions():
     nm = torch.zeros(b, t, dtype=torch.bool)
     nm[:, 1:6] = True
     batch = {"mlm_labels": mlm, "struct_labels": st, "nucleotide_mask": nm,
-             "pair_target": torch.zeros(b, t, t, dtype=torch.bool)}
+             "tokens": torch.zeros(b, t, dtype=torch.long),
+             "pair_index": torch.zeros(0, 3, dtype=torch.long)}
     crit = MultiTaskLoss(1.0, 0.8, 1.5)
     res = crit(out, batch)
     ce = torch.nn.functional.cross_entropy

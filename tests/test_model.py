@@ -61,3 +61,39 @@ def test_long_input_beyond_training_length(tiny):
     out = tiny.predict(torch.randint(4, 9, (1, 1024)), torch.ones(1, 1024, dtype=torch.bool))
     assert out["pair_probs"].shape == (1, 1024, 1024)
     assert torch.isfinite(out["pair_probs"]).all()
+
+
+def test_activation_checkpointing_gives_the_same_loss_and_gradients():
+    torch.manual_seed(2)
+    tokens = torch.randint(4, 9, (2, 24))
+    mask = torch.ones(2, 24, dtype=torch.bool)
+    mask[1, 18:] = False
+    grads = []
+    for flag in (False, True):
+        torch.manual_seed(3)
+        model = GenesisRNA(model_config_for("tiny", dropout=0.0))
+        model.pair_head.checkpointing = flag
+        out = model(tokens, mask)
+        loss = sum(out[k].square().mean() for k in ("pair_logits", "struct_logits", "mlm_logits"))
+        loss.backward()
+        grads.append((float(loss), [p.grad.clone() for p in model.parameters()]))
+    assert grads[0][0] == grads[1][0]
+    for a, b in zip(grads[0][1], grads[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
+def test_pair_type_channels_see_which_nucleotides_meet():
+    torch.manual_seed(4)
+    model = GenesisRNA(model_config_for("tiny", dropout=0.0)).eval()
+    a = torch.tensor([[4, 4, 4, 4, 4, 4, 4, 4, 4, 7]])  # A...U
+    b = torch.tensor([[4, 4, 4, 4, 4, 4, 4, 4, 4, 5]])  # A...C
+    mask = torch.ones(1, 10, dtype=torch.bool)
+    with torch.no_grad():
+        model.pair_head.pair_type.zero_()
+        model.pair_head.pair_type[:, 4, 7] = 1.0  # a channel for A-U
+        model.pair_head.pair_type[:, 7, 4] = 1.0
+        la = model(a, mask)["pair_logits"][0, 0, 9]
+        lb = model(b, mask)["pair_logits"][0, 0, 9]
+        model.pair_head.pair_type.zero_()
+        la0 = model(a, mask)["pair_logits"][0, 0, 9]
+    assert la != lb and la != la0

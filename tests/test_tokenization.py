@@ -1,7 +1,16 @@
 import numpy as np
 import pytest
+import torch
 
-from genesis_rna.data import BucketBatchSampler, RNADataset, SplitData, bucket_length, collate
+from genesis_rna.data import (
+    BucketBatchSampler,
+    RNADataset,
+    SplitData,
+    bucket_length,
+    collate,
+    dense_pair_target,
+    subset_batch,
+)
 from genesis_rna.tokenization import (
     CLS_ID,
     MASK_ID,
@@ -82,9 +91,22 @@ def test_collate_masks_and_buckets():
     assert batch["nucleotide_mask"][0].sum() == 10 and batch["attention_mask"][0].sum() == 12
     assert batch["tokens"][0, 11] == SEP_ID and batch["tokens"][0, 12] == PAD_ID
     assert (batch["struct_labels"][0, 11:] == -100).all() and batch["struct_labels"][0, 0] == -100
-    pt = batch["pair_target"]
+    pt = dense_pair_target(batch)
     assert pt[0, 1, 10] and pt[0, 10, 1] and pt.sum() == 8
     assert bucket_length(500, 300, 32) == 300
+
+
+def test_subset_batch_keeps_the_pairs_of_the_chosen_rows():
+    data = _split([10, 40, 25, 60])
+    ds = RNADataset(data, max_len=512, mask_prob=0.15, seed=0, train=True)
+    batch = collate([ds[(0, k)] for k in range(4)], max_len=512, bucket_multiple=32)
+    full = dense_pair_target(batch)
+    rows = torch.tensor([0, 2])  # 10 and 25 nt: the subset trims to width 32
+    sub = subset_batch(batch, rows, bucket_multiple=32)
+    assert sub["tokens"].shape == (2, 32)
+    assert torch.equal(dense_pair_target(sub), full[rows][:, :32, :32])
+    assert set(sub["pair_index"][:, 0].tolist()) == {0, 1}
+    assert torch.equal(sub["tokens"], batch["tokens"][rows][:, :32])
 
 
 def test_bucket_sampler_deterministic_and_complete():

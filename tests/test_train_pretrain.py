@@ -100,7 +100,7 @@ def test_ast_holds_target_and_skips_backward(tmp_path):
 
 
 def _strip_timing(rows: list[dict]) -> list[dict]:
-    return [{k: v for k, v in r.items() if k not in ("wall_time_s", "tokens_per_s")} for r in rows]
+    return [{k: v for k, v in r.items() if k not in ("wall_time_s", "tokens_per_s", "epoch_time_s")} for r in rows]
 
 
 def test_exact_resume_after_sigkill(data_dir, tmp_path):
