@@ -39,7 +39,7 @@ class TrainConfig:
     dropout: float = 0.1
     pair_conv_layers: int = 4  # residual 3x3 conv layers refining the pair map (0 = none)
     pair_conv_channels: int = 16
-    pair_conv_max_dilation: int = 1  # conv dilations cycle 1, 2, 4, ... up to this (power of 2)
+    pair_conv_max_dilation: int = 8  # conv dilations cycle 1, 2, 4, ... up to this (power of 2)
     pair_type_channels: bool = True  # pair map starts with learned (nucleotide_i, nucleotide_j) channels
     struct_from_pairs: bool = True  # structure head also reads the pair map pooled per position
     max_len: int = 512  # tokens per sequence incl. CLS and SEP; longer sequences are cropped

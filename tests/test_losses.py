@@ -29,7 +29,7 @@ def test_focal_matches_hand_computation():
     target[0, 1, 5] = target[0, 5, 1] = True
     loss = BinaryFocalLoss(0.75, 2.0)(logits, target, _mask(6, width))
     s = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
-    expected = (_focal(s(0.3), 1) + _focal(0.5, 0) + _focal(s(-1.2), 0)) / 3
+    expected = (_focal(s(0.3), 1) + _focal(0.5, 0) + _focal(s(-1.2), 0)) / 6  # sum / length
     assert float(loss) == pytest.approx(expected, rel=1e-6)
 
 
@@ -51,13 +51,21 @@ def test_padding_specials_and_near_diagonal_never_count():
 
 
 def test_scale_does_not_depend_on_length():
+    # a hairpin stem of L/4 pairs, non-pairs already learned (logit -20), pairs at logit 0.5:
+    # the loss per sample is the same at every length (a mean over the L^2 cells would not be)
     fl = BinaryFocalLoss()
     values = []
-    for n in (10, 50, 200):
+    for n in (16, 64, 256):
         w = n + 2
-        values.append(float(fl(torch.zeros(1, w, w), torch.zeros(1, w, w, dtype=torch.bool),
-                               _mask(n, w))))
-    assert values == pytest.approx([_focal(0.5, 0)] * 3)
+        logits = torch.full((1, w, w), -20.0)
+        target = torch.zeros(1, w, w, dtype=torch.bool)
+        for k in range(n // 4):
+            i, j = 1 + k, n - k  # token coordinates
+            target[0, i, j] = target[0, j, i] = True
+            logits[0, i, j] = logits[0, j, i] = 0.5
+        values.append(float(fl(logits, target, _mask(n, w))))
+    s = 1 / (1 + math.exp(-0.5))
+    assert values == pytest.approx([_focal(s, 1) / 4] * 3, rel=1e-4)
 
 
 def test_multitask_weights_and_ignored_positions():
