@@ -34,6 +34,7 @@ import torch
 import yaml
 from tqdm import tqdm
 
+from genesis_rna.allocator import active_allocator, tcmalloc_library
 from genesis_rna.ast_controller import ASTController
 from genesis_rna.atomic import atomic_open
 from genesis_rna.checkpoint import (
@@ -698,7 +699,14 @@ class Trainer:
                  f"({self.model.num_parameters() / 1e6:.2f} M parameters), "
                  f"{len(self.train_data)} train / {len(self.val_data)} val sequences, "
                  f"{self.steps_per_epoch} steps per epoch, AST "
-                 f"{'on, target ' + str(cfg.ast_target_activation) if cfg.use_ast else 'off'}")
+                 f"{'on, target ' + str(cfg.ast_target_activation) if cfg.use_ast else 'off'}, "
+                 f"allocator {active_allocator()}")
+        if self.device.type == "cpu" and active_allocator() == "glibc malloc":
+            lib = tcmalloc_library()
+            self.log("note: glibc malloc fragments on the changing batch shapes (resident memory "
+                     "grows); " + (f"run with LD_PRELOAD={lib} (the workflow does)" if lib else
+                                   "install tcmalloc (gperftools / libtcmalloc-minimal4) and "
+                                   "preload it (the workflow does when it is installed)"))
         while self.epoch < cfg.num_epochs:
             train = self.train_epoch()
             lr = self.scheduler.get_last_lr()[0]

@@ -208,3 +208,23 @@ def test_checkpoint_from_other_data_is_not_resumed(tmp_path):
     r = run_cli(["--data_path", str(second), *common])
     assert r.returncode == 0, r.stderr
     assert "different train/val data" in r.stderr and "resumed from" not in r.stdout
+
+
+def test_trainer_names_its_allocator_and_tcmalloc_preloads(data_dir, tmp_path):
+    from genesis_rna.allocator import tcmalloc_library
+
+    lib = tcmalloc_library()
+    if lib is None:
+        pytest.skip("tcmalloc not installed (apt-get install libtcmalloc-minimal4)")
+    printed = subprocess.run([sys.executable, "-m", "genesis_rna.allocator"], capture_output=True,
+                             text=True, cwd=REPO, check=True).stdout.strip()
+    assert printed == lib and Path(lib).is_file()
+    args = ["--data_path", str(data_dir), "--num_epochs", "1", *TINY_ARGS]
+    plain = run_cli([*args, "--output_dir", str(tmp_path / "plain")],
+                    env={**os.environ, "LD_PRELOAD": ""})
+    assert plain.returncode == 0, plain.stderr
+    assert "allocator glibc malloc" in plain.stdout and "LD_PRELOAD=" + lib in plain.stdout
+    fast = run_cli([*args, "--output_dir", str(tmp_path / "tc")],
+                   env={**os.environ, "LD_PRELOAD": lib})
+    assert fast.returncode == 0, fast.stderr
+    assert "allocator tcmalloc" in fast.stdout and "fragments" not in fast.stdout

@@ -53,7 +53,8 @@ TINY_ARGS = [
 ]
 
 
-def run_cli(args: list[str], timeout: float = 300, **kwargs) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONWARNINGS": "default"}
+def run_cli(args: list[str], timeout: float = 300, env: dict | None = None, **kwargs
+            ) -> subprocess.CompletedProcess:
+    env = {**(os.environ if env is None else env), "PYTHONWARNINGS": "default"}
     return subprocess.run([sys.executable, "-m", "genesis_rna.train_pretrain", *args], cwd=REPO,
                           capture_output=True, text=True, timeout=timeout, env=env, **kwargs)

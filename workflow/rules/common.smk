@@ -47,11 +47,17 @@ def train_overrides():
 
 
 def train_launcher():
-    """One process, or torchrun with one process per GPU (PyTorch DDP) when train.gpus > 1."""
+    """One process, or torchrun with one process per GPU (PyTorch DDP) when train.gpus > 1.
+
+    tcmalloc is preloaded when installed (genesis_rna/allocator.py: glibc malloc fragments on
+    the changing batch shapes). Looked up when the job runs, not here, so the rule's params do
+    not depend on the machine that planned it.
+    """
+    preload = "env LD_PRELOAD=$(python -m genesis_rna.allocator) "
     gpus = config["train"]["gpus"]
     if gpus > 1:
-        return f"torchrun --standalone --nproc_per_node {gpus} -m genesis_rna.train_pretrain"
-    return "python -m genesis_rna.train_pretrain"
+        return f"{preload}torchrun --standalone --nproc_per_node {gpus} -m genesis_rna.train_pretrain"
+    return f"{preload}python -m genesis_rna.train_pretrain"
 
 
 def package_source(module):
