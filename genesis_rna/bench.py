@@ -180,19 +180,13 @@ def _run_trainer(args: list[str], log: Path) -> float:
     return usage.ru_maxrss / 1024
 
 
-def _epoch_rows(csv_path: Path) -> list[dict]:
-    import csv
-
-    with open(csv_path, newline="") as fh:
-        return list(csv.DictReader(fh))
-
-
 def bench_ast(split_dir: Path, train_config: Path, model_size: str, train_rows: int,
               val_rows: int, tmp: Path, log_dir: Path) -> list[dict]:
     """AST on vs off: epoch time, and held-out metrics on the same wall-clock budget."""
     import numpy as np
 
     from genesis_rna.checkpoint import load_checkpoint
+    from genesis_rna.plot_metrics import read_metrics
 
     data = tmp / "ast_data"
     data.mkdir()
@@ -211,17 +205,16 @@ def bench_ast(split_dir: Path, train_config: Path, model_size: str, train_rows: 
         out = tmp / name
         rss = _run_trainer([*common, "--output_dir", str(out), "--num_epochs", str(epochs),
                             "--use_ast" if ast else "--no-use_ast"], log_dir / f"{name}.log")
-        rows = _epoch_rows(out / "training_metrics.csv")
-        train = [r for r in rows if r["phase"] == "train"]
-        val = rows[-1]
-        seconds = sum(float(r["epoch_time_s"]) for r in train)
+        metrics = read_metrics(out / "training_metrics.csv")
+        train, val = metrics.train, metrics.val
+        seconds = float(train["epoch_time_s"].sum())
         return {"bench": "ast", "mode": f"{model_size}, AST {'on' if ast else 'off'}, {epochs} "
                 f"epoch{'s' if epochs > 1 else ''}", "records": n_train * epochs,  # sequences offered
                 "seconds": seconds, "records_per_s": n_train * epochs / seconds,
-                "trained_nt_per_s": float(train[-1]["tokens_per_s"]),
-                "activation": float(train[-1]["activation_rate"]),
-                "val_pair_f1": float(val["pair_f1"]), "val_mlm_acc": float(val["mlm_acc"]),
-                "val_struct_acc": float(val["struct_acc"]),
+                "trained_nt_per_s": float(train["tokens_per_s"][-1]),
+                "activation": float(train["activation_rate"][-1]),
+                "val_pair_f1": float(val["pair_f1"][-1]), "val_mlm_acc": float(val["mlm_acc"][-1]),
+                "val_struct_acc": float(val["struct_acc"][-1]),
                 # F1 at the threshold the trainer tuned on val (what the final model uses)
                 "val_pair_f1_tuned": float(load_checkpoint(out / "model.pt")["pair_threshold_val_f1"]),
                 "peak_rss_mb": rss}
