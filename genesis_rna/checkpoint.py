@@ -107,15 +107,16 @@ def restore_rng_state(state: dict) -> None:
 
 
 def load_model(path: str | Path, device: str | torch.device = "cpu"
-               ) -> tuple[GenesisRNA, Tokenizer, dict, float]:
+               ) -> tuple[GenesisRNA, Tokenizer, dict, float, str]:
     """Load a final ``model.pt`` for inference.
 
     Returns (model in eval mode on ``device``, tokenizer, resolved training config dict,
-    tuned pair-probability threshold).
+    tuned pair-probability threshold, the decoder that threshold was tuned for). Models
+    saved before decoders were named were tuned for the greedy decoder.
     """
     state = load_checkpoint(path, map_location=device)
     model = GenesisRNA(ModelConfig(**state["model_config"]))
     model.load_state_dict(state["model"])
     model.to(device).eval()
-    return model, Tokenizer.from_dict(state["tokenizer"]), state["config"], float(
-        state["pair_threshold"])
+    return (model, Tokenizer.from_dict(state["tokenizer"]), state["config"],
+            float(state["pair_threshold"]), str(state.get("pair_decoder", "greedy")))

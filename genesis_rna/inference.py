@@ -23,8 +23,9 @@ from tqdm import tqdm
 
 from genesis_rna.checkpoint import load_model
 from genesis_rna.data import bucket_length, encode_sequences
+from genesis_rna.decoding import DEFAULT_DECODER, check_decoder, decode_map
 from genesis_rna.errors import ConfigError, InputFileError
-from genesis_rna.pair_metrics import Pair, postprocess_pairs
+from genesis_rna.pair_metrics import Pair
 from genesis_rna.tokenization import STRUCTURE_CLASSES, VOCAB, Tokenizer, normalize_sequence
 from genesis_rna.train_pretrain import autocast_for
 
@@ -45,7 +46,7 @@ def default_batch_cells(device: torch.device) -> int:
 class Prediction:
     """One sequence's prediction. Positions are 0-based nucleotide indices."""
 
-    pairs: list[Pair]  # post-processed pairs (i < j)
+    pairs: list[Pair]  # decoded pairs (i < j), see genesis_rna.decoding
     elements: str  # argmax structure class per base, one of EHSBIM each
     windowed: bool  # predicted in sliding windows (longer than the window)
     n_windows: int
@@ -175,6 +176,7 @@ def predict_structures(
     precision: str = "fp32",
     window: int | None = None,
     min_sep: int = 4,
+    decoder: str = DEFAULT_DECODER,
     batch_cells: int | None = None,
     max_batch: int = 256,
     keep_pair_probs: bool = False,
@@ -184,7 +186,9 @@ def predict_structures(
 ) -> list[Prediction]:
     """Predict pairs and structure classes for ``sequences`` (returned in input order).
 
-    ``threshold``: pair-probability cut-off (the checkpoint's tuned one). ``precision``:
+    ``threshold``: pair-probability cut-off (the checkpoint's tuned one); ``decoder``: how
+    probabilities become a structure (``mea``: nested, ``greedy``: may cross; see
+    ``genesis_rna.decoding``; use the checkpoint's, its threshold was tuned for it). ``precision``:
     autocast dtype (``fp32``, ``bf16``, ``fp16``; see ``inference_precision``). ``window``:
     nucleotides per window for sequences longer than that (default and maximum: the model's
     ``max_len - 2``). ``batch_cells``: budget of batch x T x T pair-map cells per forward
@@ -197,6 +201,7 @@ def predict_structures(
                          f"{VOCAB}; the model cannot be run with this version")
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {precision!r}")
+    check_decoder(decoder)
     device = torch.device(device) if device is not None else next(model.parameters()).device
     batch_cells = batch_cells or default_batch_cells(device)
     limit = model.config.max_len - 2
@@ -233,7 +238,7 @@ def predict_structures(
 
     def finish(k: int, pair: np.ndarray, struct: np.ndarray) -> None:
         results[k] = Prediction(
-            pairs=postprocess_pairs(pair, seqs[k], threshold, min_sep),
+            pairs=decode_map(pair, seqs[k], threshold, decoder, min_sep),
             elements=_elements(struct),
             windowed=n_windows[k] > 1,
             n_windows=n_windows[k],
@@ -275,6 +280,7 @@ class LoadedModel:
     tokenizer: Tokenizer
     config: dict  # the resolved training config
     threshold: float  # pair-probability threshold tuned on validation
+    decoder: str  # the decoder the threshold was tuned for
     device: torch.device
     precision: str  # autocast precision used for inference on ``device``
 
@@ -289,9 +295,9 @@ def load_for_inference(checkpoint: str | Path, *, device: str = "auto",
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise InputFileError(checkpoint, "checkpoint not found")
-    model, tokenizer, config, threshold = load_model(checkpoint, device=dev)
+    model, tokenizer, config, threshold, decoder = load_model(checkpoint, device=dev)
     if window is not None and not 1 <= window <= model.config.max_len - 2:
         raise ConfigError("window", f"must be in 1..{model.config.max_len - 2} (the model's "
                           f"max_len - 2), got {window}")
     prec = inference_precision(precision or config.get("mixed_precision", "fp32"), dev)
-    return LoadedModel(model, tokenizer, config, threshold, dev, prec)
+    return LoadedModel(model, tokenizer, config, threshold, decoder, dev, prec)

@@ -1,11 +1,7 @@
 """Base-pair and structure metrics, following the field's conventions (see DESIGN.md).
 
-Pure numpy on pair lists and label arrays (plus one torch helper that pulls candidate pairs
-off the device), so training, evaluation and benchmarks share one implementation.
-
-Post-processing turns a pair-probability map into a structure: keep cells above the threshold
-in the upper triangle with |i - j| >= min_sep whose bases can pair canonically (AU, GC, GU),
-then accept them greedily in descending probability, at most one partner per base.
+Pure numpy on pair lists and label arrays, so training, evaluation and benchmarks share one
+implementation. Turning pair probabilities into a structure is ``genesis_rna.decoding``.
 
 Per-sequence conventions for empty sets: no predicted and no true pairs scores P = R = F1 = 1;
 predicting pairs where there are none, or none where there are some, scores 0.
@@ -13,66 +9,11 @@ predicting pairs where there are none, or none where there are some, scores 0.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 
 import numpy as np
-import torch
-
-from genesis_rna.tokenization import CANONICAL_PAIRS, VOCAB
 
 Pair = tuple[int, int]
-
-
-def canonical_mask(sequence: str) -> np.ndarray:
-    """[n, n] bool: bases i and j can form an AU, GC or GU pair."""
-    s = np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)
-    out = np.zeros((len(s), len(s)), dtype=bool)
-    for a, b in CANONICAL_PAIRS:
-        out |= (s[:, None] == ord(a)) & (s[None, :] == ord(b))
-    return out
-
-
-def candidate_pairs(probs: np.ndarray, sequence: str, min_prob: float, min_sep: int = 4,
-                    canonical_only: bool = True) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Cells (i < j, j - i >= min_sep, canonical) with prob >= min_prob: arrays i, j, p."""
-    n = len(sequence)
-    if probs.shape[0] < n or probs.shape[1] < n:
-        raise ValueError(f"probability map {probs.shape} smaller than sequence length {n}")
-    p = probs[:n, :n]
-    ok = np.triu(np.ones((n, n), dtype=bool), k=min_sep) & (p >= min_prob)
-    if canonical_only:
-        ok &= canonical_mask(sequence)
-    i, j = np.nonzero(ok)
-    return i, j, p[i, j].astype(np.float64)
-
-
-def greedy_pairs(i: np.ndarray, j: np.ndarray, p: np.ndarray,
-                 threshold: float = 0.0) -> list[tuple[int, int, float]]:
-    """Accept candidates in descending probability, at most one partner per base.
-
-    Ties break by (i, j) so the result is deterministic. Because acceptance depends only on
-    higher-probability candidates, the result at a higher threshold is the prefix of this one:
-    ``tune_threshold`` relies on that.
-    """
-    order = np.lexsort((j, i, -p))
-    used: set[int] = set()
-    out = []
-    for k in order:
-        if p[k] < threshold:
-            break
-        a, b = int(i[k]), int(j[k])
-        if a in used or b in used:
-            continue
-        used.update((a, b))
-        out.append((a, b, float(p[k])))
-    return out
-
-
-def postprocess_pairs(probs: np.ndarray, sequence: str, threshold: float, min_sep: int = 4,
-                      canonical_only: bool = True) -> list[Pair]:
-    """Probability map [n, n] (or larger, padded) -> sorted list of predicted pairs (i < j)."""
-    i, j, p = candidate_pairs(probs, sequence, threshold, min_sep, canonical_only)
-    return sorted((a, b) for a, b, _ in greedy_pairs(i, j, p, threshold))
 
 
 def _matched(pairs: Iterable[Pair], reference: set[Pair], allow_shift: bool) -> int:
@@ -144,56 +85,6 @@ class PairMetrics:
                 out[f"{name}{suffix}"] = float(m)
                 out[f"pooled_{name}{suffix}"] = float(p)
         return out
-
-
-def tune_threshold(candidates: Sequence[tuple[np.ndarray, np.ndarray, np.ndarray]],
-                   true_pairs: Sequence[Iterable[Pair]],
-                   thresholds: Sequence[float] | None = None) -> tuple[float, float]:
-    """Threshold maximizing the per-sequence mean F1 after post-processing.
-
-    ``candidates`` per sequence come from ``candidate_pairs`` at the lowest threshold tried.
-    Returns (best threshold, its mean F1); ties go to the higher threshold.
-    """
-    if thresholds is None:
-        thresholds = np.round(np.arange(0.05, 0.951, 0.025), 4).tolist()
-    thresholds = sorted(thresholds)
-    sums = np.zeros(len(thresholds))
-    for (i, j, p), true in zip(candidates, true_pairs, strict=True):
-        accepted = greedy_pairs(i, j, p, thresholds[0])
-        true_set = list(true)
-        for k, t in enumerate(thresholds):
-            sums[k] += prf(*pair_counts([(a, b) for a, b, q in accepted if q >= t], true_set))[2]
-    means = sums / max(len(true_pairs), 1)
-    best = int(len(thresholds) - 1 - np.argmax(means[::-1]))
-    return float(thresholds[best]), float(means[best])
-
-
-def batch_candidates(pair_logits: torch.Tensor, seq_tokens: torch.Tensor,
-                     nucleotide_mask: torch.Tensor, min_prob: float, min_sep: int = 4
-                     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-    """Candidate pairs per sample from a batch of logits, filtered on the device.
-
-    Only the cells above ``min_prob`` that pass the masks leave the device. Indices are in
-    nucleotide coordinates (token position - 1, since CLS sits at 0).
-    """
-    b, t, _ = pair_logits.shape
-    pos = torch.arange(t, device=pair_logits.device)
-    upper = (pos[None, :] - pos[:, None]) >= min_sep
-    table = torch.zeros(len(VOCAB), len(VOCAB), dtype=torch.bool, device=pair_logits.device)
-    for x, y in CANONICAL_PAIRS:
-        table[VOCAB.index(x), VOCAB.index(y)] = True
-    canon = table[seq_tokens[:, :, None], seq_tokens[:, None, :]]  # [B, T, T]
-    thr = float(np.log(min_prob / (1 - min_prob))) if 0 < min_prob < 1 else -float("inf")
-    ok = (canon & upper[None] & nucleotide_mask[:, :, None] & nucleotide_mask[:, None, :]
-          & (pair_logits.float() >= thr))
-    bi, ii, jj = torch.nonzero(ok, as_tuple=True)
-    probs = torch.sigmoid(pair_logits.float()[bi, ii, jj])
-    bi, ii, jj, probs = (x.cpu().numpy() for x in (bi, ii, jj, probs))
-    out = []
-    for k in range(b):
-        sel = bi == k
-        out.append((ii[sel] - 1, jj[sel] - 1, probs[sel].astype(np.float64)))
-    return out
 
 
 def structure_accuracy(pred: np.ndarray, true: np.ndarray) -> float:

@@ -1,10 +1,14 @@
 """Fold new sequences with a trained model: FASTA in, dot-bracket FASTA out.
 
     python -m genesis_rna.predict --checkpoint model.pt --input seqs.fasta --output out.fa \
-        [--pair_probs probs.parquet|probs.npz] [--threshold X]
+        [--pair_probs probs.parquet|probs.npz] [--threshold X] [--decoder mea|greedy]
 
 Each output record is ``>id``, the normalized sequence (T -> U, IUPAC codes -> N) and the
-predicted structure (pseudoknotted pairs on ``[]``, ``{}``, ... pages). Sequences longer than
+predicted structure in dot-bracket notation: ``.`` an unpaired base, ``(`` and ``)`` the two
+bases of a pair. With the default ``mea`` decoder the structure is nested (no crossing
+pairs), so ``()`` is all it uses. The ``greedy`` decoder may predict crossing pairs
+(pseudoknots); those go on further bracket pages, ``[]``, then ``{}``, ``<>``, then letter
+pairs ``Aa``, ``Bb``, ... (each page nested on its own). Sequences longer than
 the model's window are predicted in sliding windows (see ``inference``) and counted on stderr.
 ``--pair_probs`` writes the pair probabilities >= ``--prob_floor`` as a long table
 (index, id, i, j, prob; 0-based positions, i < j): Parquet, or numpy ``.npz`` (plain arrays,
@@ -25,6 +29,7 @@ import numpy as np
 import pyarrow as pa
 
 from genesis_rna.atomic import atomic_open, atomic_path
+from genesis_rna.decoding import DECODERS
 from genesis_rna.errors import ConfigError, GenesisError, InputFileError
 from genesis_rna.fasta import normalize_sequence, parse_header
 from genesis_rna.inference import (
@@ -139,13 +144,18 @@ def write_pair_probs(path: str | Path, records: list[FastaRecord],
 
 def predict_fasta(checkpoint: str | Path, input_path: str | Path,
                   output: str | Path | None = None, *, pair_probs: str | Path | None = None,
-                  threshold: float | None = None, device: str = "auto",
+                  threshold: float | None = None, decoder: str | None = None,
+                  device: str = "auto",
                   precision: str | None = None, window: int | None = None,
                   prob_floor: float = 0.01, threads: int | None = None,
                   progress: bool = True) -> dict:
-    """Fold every record of ``input_path``; returns counts {sequences, windowed, threshold}."""
+    """Fold every record of ``input_path``; returns {sequences, windowed, threshold, decoder}.
+
+    ``decoder`` defaults to the one the checkpoint's threshold was tuned for."""
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise ConfigError("threshold", f"must be in (0, 1), got {threshold}")
+    if decoder is not None and decoder not in DECODERS:
+        raise ConfigError("decoder", f"{decoder!r} not in {DECODERS}")
     if pair_probs is not None and not str(pair_probs).lower().endswith((".parquet", ".npz")):
         raise ConfigError("pair_probs", f"{pair_probs}: use a .parquet or .npz file name")
     if threads is not None:
@@ -157,9 +167,13 @@ def predict_fasta(checkpoint: str | Path, input_path: str | Path,
     model, tokenizer, config = loaded.model, loaded.tokenizer, loaded.config
     dev, prec = loaded.device, loaded.precision
     thr = loaded.threshold if threshold is None else threshold
+    dec = decoder or loaded.decoder
+    if dec != loaded.decoder and threshold is None:
+        print(f"note: the checkpoint's threshold {thr:.3f} was tuned for the {loaded.decoder} "
+              f"decoder, not {dec}; pass --threshold to choose one", file=sys.stderr)
     preds = predict_structures(
         model, [r.sequence for r in records], thr, tokenizer=tokenizer, device=dev,
-        precision=prec, window=window, min_sep=int(config.get("pair_min_sep", 4)),
+        precision=prec, window=window, min_sep=int(config.get("pair_min_sep", 4)), decoder=dec,
         keep_pair_probs=pair_probs is not None, prob_floor=prob_floor, progress=progress,
         desc="fold")
     write_dot_bracket_fasta(output, records, preds)
@@ -170,7 +184,7 @@ def predict_fasta(checkpoint: str | Path, input_path: str | Path,
         print(f"{n_windowed} of {len(preds)} sequences are longer than "
               f"{window or model.config.max_len - 2} nt and were predicted in sliding windows",
               file=sys.stderr)
-    return {"sequences": len(preds), "windowed": n_windowed, "threshold": thr}
+    return {"sequences": len(preds), "windowed": n_windowed, "threshold": thr, "decoder": dec}
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -184,6 +198,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="smallest pair probability written to --pair_probs")
     p.add_argument("--threshold", type=float,
                    help="pair-probability threshold (default: the one tuned on validation)")
+    p.add_argument("--decoder", choices=DECODERS,
+                   help="mea: nested structure, dot-bracket '()' only; greedy: may cross "
+                        "(pseudoknots on '[]', '{}', '<>', 'Aa' ...) (default: the checkpoint's)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
     p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
                    help="autocast dtype (default: the one the model was trained with)")
@@ -199,6 +216,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         done = predict_fasta(args.checkpoint, args.input, args.output,
                              pair_probs=args.pair_probs, threshold=args.threshold,
+                             decoder=args.decoder,
                              device=args.device, precision=args.precision, window=args.window,
                              prob_floor=args.prob_floor, threads=args.threads,
                              progress=args.progress)
@@ -206,7 +224,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     where = args.output or "stdout"
-    print(f"folded {done['sequences']} sequences (threshold {done['threshold']:.3f}) -> {where}",
+    print(f"folded {done['sequences']} sequences ({done['decoder']} decoder, threshold "
+          f"{done['threshold']:.3f}) -> {where}",
           file=sys.stderr)
     return 0
 

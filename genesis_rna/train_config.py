@@ -18,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from genesis_rna.decoding import DECODERS
 from genesis_rna.errors import ConfigError
 from genesis_rna.model import MODEL_SIZES
 from genesis_rna.schedule import SCHEDULERS
@@ -34,6 +35,9 @@ class TrainConfig:
     data_path: str | None = None  # folder with train.parquet and val.parquet
     output_dir: str | None = None  # receives model.pt, training_metrics.csv, run_config.yaml
     checkpoint_dir: str | None = None  # default: <output_dir>/checkpoints
+    # fine-tuning: start from this model's weights only (fresh optimizer, schedule, AST); the
+    # architecture keys below must match it (max_len and dropout may differ)
+    init_from: str | None = None
     # model
     model_size: str = "small"
     dropout: float = 0.1
@@ -64,6 +68,7 @@ class TrainConfig:
     focal_gamma: float = 2.0
     pair_min_sep: int = 4  # |i - j| below this is never a pair (loss, metrics, post-processing)
     pair_threshold: float = 0.5  # pair-probability cut for the per-epoch metrics (final: tuned)
+    pair_decoder: str = "mea"  # probabilities -> structure: mea (nested) or greedy (may cross)
     # adaptive sparse training
     use_ast: bool = True
     ast_target_activation: float = 0.4
@@ -122,6 +127,8 @@ class TrainConfig:
                               f"choose from {list(SCHEDULERS)}")
         if self.mixed_precision not in PRECISIONS:
             raise ConfigError("mixed_precision", f"{self.mixed_precision!r} not in {PRECISIONS}")
+        if self.pair_decoder not in DECODERS:
+            raise ConfigError("pair_decoder", f"{self.pair_decoder!r} not in {DECODERS}")
         if self.device not in DEVICES:
             raise ConfigError("device", f"{self.device!r} not in {DEVICES}")
         if self.ddp_backend not in DDP_BACKENDS:

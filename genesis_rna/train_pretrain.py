@@ -22,7 +22,9 @@ rank 0 writes files; checkpoints carry every rank's RNG state and partial epoch 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import math
+import pickle
 import random
 import sys
 import time
@@ -52,18 +54,27 @@ from genesis_rna.data import (
     make_loader,
     subset_batch,
 )
+from genesis_rna.decoding import batch_candidates, decode_candidates, tune_threshold
 from genesis_rna.distributed import Distributed, init_from_env, shutdown
 from genesis_rna.errors import ConfigError, GenesisError
 from genesis_rna.losses import LossOutput, MultiTaskLoss, pair_loss_mask
 from genesis_rna.metrics_logger import MetricsLogger
 from genesis_rna.model import GenesisRNA, model_config_for
-from genesis_rna.pair_metrics import PairMetrics, batch_candidates, greedy_pairs, tune_threshold
+from genesis_rna.pair_metrics import PairMetrics
 from genesis_rna.schedule import get_lr_scheduler
 from genesis_rna.tokenization import Tokenizer
 from genesis_rna.train_config import TrainConfig, config_from_args, semantic_config
 
 CHECKPOINT_FORMAT = 1
 TUNE_MIN_PROB = 0.05  # lowest pair probability considered when tuning the threshold
+
+
+def file_sha1(path: str | Path) -> str:
+    h = hashlib.sha1()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 class TrainingDivergedError(GenesisError, RuntimeError):
@@ -166,7 +177,7 @@ class EpochStats:
         return out
 
     def add_batch(self, out: dict, losses: dict[str, float], batch: dict, pair_threshold: float,
-                  min_sep: int) -> None:
+                  min_sep: int, decoder: str) -> None:
         v = self.v
         v["steps"] += 1
         for k in LOSS_KEYS:
@@ -184,8 +195,8 @@ class EpochStats:
                                  batch["nucleotide_mask"], pair_threshold, min_sep)
         truth = true_pairs(batch)
         pm = PairMetrics()
-        for (i, j, p), true in zip(cands, truth, strict=True):
-            pm.update([(a, b) for a, b, _ in greedy_pairs(i, j, p, pair_threshold)], true)
+        for c, true in zip(cands, truth, strict=True):
+            pm.update(decode_candidates(c, pair_threshold, decoder), true)
         r = pm.result()
         v["pair_n"] += pm.n
         v["pair_p"] += r["precision"] * pm.n
@@ -249,6 +260,9 @@ class Trainer:
             pair_conv_dilations=cfg.pair_conv_dilations(), pair_type_channels=cfg.pair_type_channels,
             struct_from_pairs=cfg.struct_from_pairs)
         self.model = GenesisRNA(self.model_config).to(self.device)  # identical init on all ranks
+        if cfg.init_from:  # a fine-tune resumes only from the same starting weights
+            self.data_fingerprint += f":init={self._load_init_weights()}"
+        self.frozen_heads = self._freeze_unweighted_heads()
         self.model.pair_head.checkpointing = cfg.activation_checkpointing
         self.ddp_model: torch.nn.Module = self.model  # what the training forward goes through
         if self.dist.enabled:
@@ -278,8 +292,9 @@ class Trainer:
         self.steps_per_epoch = self.train_sampler.num_batches()
         self.total_steps = self.steps_per_epoch * cfg.num_epochs
 
-        decay = [p for p in self.model.parameters() if p.dim() >= 2]
-        no_decay = [p for p in self.model.parameters() if p.dim() < 2]
+        trainable = [p for p in self.model.parameters() if p.requires_grad]
+        decay = [p for p in trainable if p.dim() >= 2]
+        no_decay = [p for p in trainable if p.dim() < 2]
         self.optimizer = torch.optim.AdamW(
             [{"params": decay, "weight_decay": cfg.weight_decay},
              {"params": no_decay, "weight_decay": 0.0}],
@@ -303,6 +318,39 @@ class Trainer:
         self.wall_time = 0.0
         self.consecutive_nonfinite = 0
         self.stats = EpochStats()
+
+    # ----------------------------------------------------------------- fine-tuning
+    def _load_init_weights(self) -> str:
+        """Copy the weights (only) of ``init_from`` into the model; its architecture must
+        match this config's. Optimizer, schedule, AST and RNG start fresh."""
+        path = Path(self.cfg.init_from)
+        if not path.is_file():
+            raise ConfigError("init_from", f"{path} not found")
+        try:
+            state = load_checkpoint(path)
+            theirs, weights = dict(state["model_config"]), state["model"]
+        except (KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as exc:
+            raise ConfigError("init_from", f"{path} is not a Genesis RNA model ({exc})") from None
+        ours = self.model_config.to_dict()
+        free = {"dropout", "max_len"}  # RoPE and the distance buckets do not depend on max_len
+        differ = sorted(k for k in ours if k not in free and list(np.atleast_1d(ours[k]))
+                        != list(np.atleast_1d(theirs.get(k))))
+        if differ:
+            detail = ", ".join(f"{k}: {theirs.get(k)} there, {ours[k]} here" for k in differ)
+            raise ConfigError("init_from", f"{path} has another architecture ({detail}); set "
+                              "model_size and the pair_* keys to the pretrained model's")
+        self.model.load_state_dict(weights)
+        self.log(f"initialized from the weights of {path} (fresh optimizer, schedule and AST)")
+        return file_sha1(path)
+
+    def _freeze_unweighted_heads(self) -> list[str]:
+        """A head whose loss weight is 0 does not train (fine-tuning chooses heads this way)."""
+        heads = {"mlm_head": self.cfg.loss_weight_mlm, "struct_head": self.cfg.loss_weight_struct,
+                 "pair_head": self.cfg.loss_weight_pair}
+        frozen = [name for name, w in heads.items() if w == 0]
+        for name in frozen:
+            getattr(self.model, name).requires_grad_(False)
+        return frozen
 
     # ----------------------------------------------------------------- output (rank 0 only)
     def log(self, message: str) -> None:
@@ -486,7 +534,7 @@ class Trainer:
                 self.stats.v["steps"] += 1
             else:
                 self.stats.add_batch(out, values or loss_values(loss), batch, cfg.pair_threshold,
-                                     cfg.pair_min_sep)
+                                     cfg.pair_min_sep, cfg.pair_decoder)
         else:
             self.stats.v["steps"] += 1
             self.stats.v["nonfinite"] += 1
@@ -577,7 +625,7 @@ class Trainer:
             if dist.enabled:
                 _, values = rank_share(loss, self.criterion, local, total)
             stats.add_batch(out, values or loss_values(loss), batch, self.cfg.pair_threshold,
-                            self.cfg.pair_min_sep)
+                            self.cfg.pair_min_sep, self.cfg.pair_decoder)
             if collect:
                 c = batch_candidates(out["pair_logits"], batch["seq_tokens"],
                                      batch["nucleotide_mask"], TUNE_MIN_PROB,
@@ -640,6 +688,7 @@ class Trainer:
                                  "checkpoint_dir_used": str(self.checkpoints.directory),
                                  "torch_version": str(torch.__version__),
                                  "n_parameters": self.model.num_parameters(),
+                                 "frozen_heads": list(self.frozen_heads),
                                  "model": self.model_config.to_dict(),
                                  "train_sequences": len(self.train_data),
                                  "val_sequences": len(self.val_data),
@@ -653,15 +702,17 @@ class Trainer:
         path = self.out_dir / "model.pt"
         if not self.dist.is_main:
             return path
-        threshold, f1 = tune_threshold(cands, truths)
-        print(f"pair threshold tuned on validation: {threshold:.3f} (mean F1 {f1:.4f} after "
-              f"post-processing; F1 {val['pair_f1']:.4f} at {self.cfg.pair_threshold})")
+        threshold, f1 = tune_threshold(cands, truths, self.cfg.pair_decoder)
+        print(f"pair threshold tuned on validation for the {self.cfg.pair_decoder} decoder: "
+              f"{threshold:.3f} (mean F1 {f1:.4f}; F1 {val['pair_f1']:.4f} at "
+              f"{self.cfg.pair_threshold})")
         final = {
             # the full training state (optimizer, scheduler, RNG, AST, data position) too, so
             # the final file alone can continue training exactly (DESIGN.md, model contract)
             **state,
             "pair_threshold": threshold,
             "pair_threshold_val_f1": f1,
+            "pair_decoder": self.cfg.pair_decoder,
             "precision_used": self.precision,
             "device_used": str(self.device),
             "training_state": {"global_step": self.global_step,
@@ -700,6 +751,8 @@ class Trainer:
                  f"{len(self.train_data)} train / {len(self.val_data)} val sequences, "
                  f"{self.steps_per_epoch} steps per epoch, AST "
                  f"{'on, target ' + str(cfg.ast_target_activation) if cfg.use_ast else 'off'}, "
+                 f"{'from ' + cfg.init_from if cfg.init_from else 'random init'}"
+                 f"{', frozen ' + '/'.join(self.frozen_heads) if self.frozen_heads else ''}, "
                  f"allocator {active_allocator()}")
         if self.device.type == "cpu" and active_allocator() == "glibc malloc":
             lib = tcmalloc_library()

@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from genesis_rna.decoding import DECODERS, decode_map
 from genesis_rna.eval_metrics import (
     aggregate,
     breakdown,
@@ -20,7 +21,6 @@ from genesis_rna.eval_metrics import (
     score_pairs,
     unigram_scores,
 )
-from genesis_rna.pair_metrics import postprocess_pairs
 from genesis_rna.structures import parse_dot_bracket
 
 
@@ -79,13 +79,14 @@ def test_shift_tolerance():
     assert s["f1_shift"] == pytest.approx(0.8)
 
 
-def test_one_partner_rule_in_postprocessing_then_scoring():
+@pytest.mark.parametrize("decoder", DECODERS)
+def test_one_partner_rule_in_postprocessing_then_scoring(decoder):
     seq = "GGGGAAAACCCC"
     probs = np.zeros((12, 12))
     # base 0 wants both 11 (0.9) and 10 (0.8); base 1 wants 10 (0.7)
     for (i, j), p in {(0, 11): 0.9, (0, 10): 0.8, (1, 10): 0.7, (2, 9): 0.6}.items():
         probs[i, j] = probs[j, i] = p
-    pred = postprocess_pairs(probs, seq, 0.5)
+    pred = decode_map(probs, seq, 0.5, decoder)
     assert pred == [(0, 11), (1, 10), (2, 9)]
     s = score_pairs(pred, [(0, 11), (1, 10), (2, 9), (3, 8)], 12)
     assert s["precision"] == 1.0 and s["recall"] == 0.75

@@ -2,16 +2,18 @@ import numpy as np
 import pytest
 import torch
 
-from genesis_rna.pair_metrics import (
-    PairMetrics,
+from genesis_rna.decoding import (
     batch_candidates,
     candidate_pairs,
+    decode_map,
     greedy_pairs,
+    tune_threshold,
+)
+from genesis_rna.pair_metrics import (
+    PairMetrics,
     pair_scores,
-    postprocess_pairs,
     structure_accuracy,
     structure_macro_f1,
-    tune_threshold,
 )
 from genesis_rna.tokenization import Tokenizer
 
@@ -26,10 +28,10 @@ def test_postprocess_canonical_min_sep_one_partner():
     p[3, 5] = 0.99  # A-A? not canonical and too close
     p[4, 10] = 0.6  # A-A not canonical
     p[2, 7] = 0.4  # below threshold
-    assert postprocess_pairs(p, seq, threshold=0.5) == [(0, 9), (1, 8), (2, 6)]
+    assert decode_map(p, seq, 0.5, "greedy") == [(0, 9), (1, 8), (2, 6)]
     # only the upper triangle is read
-    assert postprocess_pairs(p.T, seq, threshold=0.5) == []
-    assert postprocess_pairs(p, seq, 0.5, canonical_only=False) == [(0, 9), (1, 8), (2, 6),
+    assert decode_map(p.T, seq, 0.5, "greedy") == []
+    assert decode_map(p, seq, 0.5, "greedy", canonical_only=False) == [(0, 9), (1, 8), (2, 6),
                                                                     (4, 10)]
 
 
@@ -62,12 +64,12 @@ def test_greedy_prefix_and_threshold_tuning():
     rng = np.random.default_rng(0)
     seqs = ["".join(rng.choice(list("ACGU"), 40)) for _ in range(5)]
     probs = [rng.random((40, 40)) ** 4 for _ in seqs]
-    truths = [postprocess_pairs(p, s, 0.6) for p, s in zip(probs, seqs, strict=True)]
+    truths = [decode_map(p, s, 0.6, "greedy") for p, s in zip(probs, seqs, strict=True)]
     cands = [candidate_pairs(p, s, 0.05) for p, s in zip(probs, seqs, strict=True)]
     full = greedy_pairs(*cands[0], 0.05)
     assert [(a, b) for a, b, q in full if q >= 0.6] == sorted(
         truths[0], key=lambda ab: -probs[0][ab])
-    thr, f1 = tune_threshold(cands, truths, [0.3, 0.45, 0.6, 0.8])
+    thr, f1 = tune_threshold(cands, truths, "greedy", [0.3, 0.45, 0.6, 0.8])
     assert thr == 0.6 and f1 == 1.0
 
 

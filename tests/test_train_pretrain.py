@@ -47,7 +47,7 @@ def test_cli_trains_and_writes_outputs(data_dir, tmp_path):
     run_cfg = yaml.safe_load((out / "run_config.yaml").read_text())
     assert run_cfg["ast_target_activation"] == 0.4
     assert run_cfg["resolved"]["precision_used"] == "fp32"
-    model, tok, cfg, thr = load_model(out / "model.pt")
+    model, tok, cfg, thr, decoder = load_model(out / "model.pt")
     assert 0 < thr < 1 and cfg["model_size"] == "tiny" and tok.vocab_size == 9
     assert model.config.pair_conv_layers == 1
     # a second run sees the finished model and does nothing
@@ -228,3 +228,54 @@ def test_trainer_names_its_allocator_and_tcmalloc_preloads(data_dir, tmp_path):
                    env={**os.environ, "LD_PRELOAD": lib})
     assert fast.returncode == 0, fast.stderr
     assert "allocator tcmalloc" in fast.stdout and "fragments" not in fast.stdout
+
+
+def test_init_from_loads_weights_only(data_dir, tmp_path):
+    """Fine-tuning: the weights come from --init_from; optimizer, schedule, AST, progress and
+    metrics start fresh; a head whose loss weight is 0 stays frozen; architecture must match."""
+    pre = tmp_path / "pre"
+    r = run_cli(["--data_path", str(data_dir), "--output_dir", str(pre), "--num_epochs", "1",
+                 *TINY_ARGS])
+    assert r.returncode == 0, r.stderr
+    pretrained = load_checkpoint(pre / "model.pt")
+    ft = tmp_path / "ft"
+    # one optimizer step at lr ~0: the fine-tuned weights must still equal the pretrained ones
+    r = run_cli(["--data_path", str(data_dir), "--output_dir", str(ft), "--num_epochs", "1",
+                 *TINY_ARGS, "--init_from", str(pre / "model.pt"), "--learning_rate", "1e-12",
+                 "--loss_weight_mlm", "0", "--max_len", "96", "--no-use_ast"])
+    assert r.returncode == 0, r.stderr
+    assert "initialized from the weights of" in r.stdout and "frozen mlm_head" in r.stdout
+    tuned = load_checkpoint(ft / "model.pt")
+    for k, v in pretrained["model"].items():
+        assert torch.allclose(tuned["model"][k], v, atol=1e-6), k
+    # fresh training state: its own step count and schedule, not the pretraining run's
+    assert tuned["progress"]["global_step"] == tuned["training_state"]["global_step"]
+    assert tuned["progress"]["epochs_completed"] == 1
+    assert tuned["ast"] is None and pretrained["ast"] is not None
+    assert tuned["scheduler"]["last_epoch"] == tuned["progress"]["global_step"]
+    assert len(tuned["metrics_rows"]) == 2  # this run's epoch only
+    assert tuned["config"]["init_from"] == str(pre / "model.pt")
+    assert tuned["pair_decoder"] == "mea"
+    run_cfg = yaml.safe_load((ft / "run_config.yaml").read_text())
+    assert run_cfg["resolved"]["frozen_heads"] == ["mlm_head"]
+    # frozen head: no optimizer state was ever created for its parameters
+    n_opt = sum(len(g["params"]) for g in tuned["optimizer"]["param_groups"])
+    n_mlm = len([k for k in pretrained["model"] if k.startswith("mlm_head.")])
+    assert n_opt == len(pretrained["model"]) - n_mlm
+    # from random weights the same run differs from the pretrained weights
+    scratch = tmp_path / "scratch"
+    r = run_cli(["--data_path", str(data_dir), "--output_dir", str(scratch), "--num_epochs",
+                 "1", *TINY_ARGS, "--learning_rate", "1e-12", "--seed", "5", "--no-use_ast"])
+    assert r.returncode == 0, r.stderr
+    other = load_checkpoint(scratch / "model.pt")["model"]
+    assert not torch.allclose(other["embed.weight"], pretrained["model"]["embed.weight"])
+    # another architecture is refused with the key named
+    r = run_cli(["--data_path", str(data_dir), "--output_dir", str(tmp_path / "bad"),
+                 "--num_epochs", "1", *TINY_ARGS, "--init_from", str(pre / "model.pt"),
+                 "--pair_conv_channels", "8"])
+    assert r.returncode == 1 and "init_from" in r.stderr and "pair_conv_channels" in r.stderr
+    not_model = tmp_path / "x.pt"
+    torch.save({"a": 1}, not_model)
+    r = run_cli(["--data_path", str(data_dir), "--output_dir", str(tmp_path / "bad2"),
+                 "--num_epochs", "1", *TINY_ARGS, "--init_from", str(not_model)])
+    assert r.returncode == 1 and "not a Genesis RNA model" in r.stderr
