@@ -10,7 +10,7 @@ rejected table with the reason, never silently away.
 from __future__ import annotations
 
 import multiprocessing as mp
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 
@@ -19,7 +19,7 @@ from tqdm import tqdm
 
 from genesis_rna.errors import ConfigError, InputFileError
 from genesis_rna.structures import element_labels, parse_dot_bracket, read_provided_structures
-from genesis_rna.tables import ANNOTATIONS, REJECTED, SEQUENCES, ParquetStreamWriter
+from genesis_rna.tables import ANNOTATIONS, REJECTED, SEQUENCES, SPLITS, ParquetStreamWriter
 
 
 def vienna_version() -> str:
@@ -101,6 +101,65 @@ def _iter_rows(path: str | Path) -> Iterator[dict]:
         yield from batch.to_pylist()
 
 
+def provided_annotations(rows: Callable[[], Iterator[dict]], provided_path: str | Path | None
+                         ) -> Iterator[tuple[dict, dict | None, str | None]]:
+    """(row, annotation row or None, reason it was rejected or None) for each of ``rows()``,
+    labelled with the structure ``provided_path`` gives for its id. ``rows`` is called twice
+    (ids first): only those ids' structures are kept in memory, so memory scales with them.
+    The first structure listed for an id wins, as the first record does in parse_fasta."""
+    if not provided_path:
+        raise ConfigError("structures.provided_path", "required when structures.source is 'provided'")
+    wanted = {row["id"] for row in rows()}
+    provided: dict[str, str] = {}
+    for i, db in read_provided_structures(provided_path):
+        if i in wanted:
+            provided.setdefault(i, db)
+    label = f"provided:{Path(provided_path).name}"
+    for row in rows():
+        db = provided.get(row["id"])
+        reason = None
+        if db is None:
+            reason = f"no structure for this id in {provided_path}"
+        elif len(db) != row["length"]:
+            reason = f"provided structure length {len(db)} != sequence length {row['length']}"
+        if reason is None:
+            try:
+                yield row, _annotation_row(row, db, None, label, str(provided_path)), None
+                continue
+            except InputFileError as exc:
+                reason = f"malformed provided structure: {exc}"
+        yield row, None, reason
+
+
+def relabel_split(split_dir: str | Path, provided_path: str | Path, out_dir: str | Path,
+                  names: Sequence[str] = ("train", "val", "test")) -> dict:
+    """Fine-tuning data: the same train/val/test sequences (same clusters, same split), each
+    labelled with its provided structure instead of the pretraining labels. Sequences without
+    a usable structure go to ``out_dir/rejected.parquet`` (id, reason naming the split).
+    Returns counts per split."""
+    split_dir, out_dir = Path(split_dir), Path(out_dir)
+    counts: dict[str, dict[str, int]] = {}
+    with ParquetStreamWriter(out_dir / "rejected.parquet", REJECTED) as rej:
+        for name in names:
+            src = split_dir / f"{name}.parquet"
+            if not src.exists():
+                raise InputFileError(src, "split table not found")
+            c = counts[name] = {"labelled": 0, "rejected": 0}
+            with ParquetStreamWriter(out_dir / f"{name}.parquet", SPLITS) as out:
+                for row, annotation, reason in provided_annotations(lambda s=src: _iter_rows(s),
+                                                                    provided_path):
+                    if annotation is None:
+                        rej.write({"id": row["id"], "line": None, "reason": f"{name}: {reason}"})
+                        c["rejected"] += 1
+                        continue
+                    out.write({**annotation, "cluster": row["cluster"], "split": row["split"]})
+                    c["labelled"] += 1
+            if c["labelled"] == 0:
+                raise InputFileError(provided_path, f"no {name} sequence of {src} has a structure "
+                                     "in this file (do the ids match the corpus FASTA ids?)")
+    return counts
+
+
 def annotate_shard(
     shard: str | Path,
     annotations_out: str | Path,
@@ -141,33 +200,15 @@ def annotate_shard(
                     pool.close()
                     pool.join()
         elif source == "provided":
-            if not provided_path:
-                raise ConfigError("structures.provided_path", "required when structures.source is 'provided'")
-            wanted = {row["id"] for row in _iter_rows(shard)}
-            # Only this shard's ids are kept in memory, so memory scales with the shard.
-            # The first structure listed for an id wins, as the first record does in parse_fasta.
-            provided: dict[str, str] = {}
-            for i, db in read_provided_structures(provided_path):
-                if i in wanted:
-                    provided.setdefault(i, db)
-            label = f"provided:{Path(provided_path).name}"
-            for row in _iter_rows(shard):
+            for row, annotation, reason in provided_annotations(lambda: _iter_rows(shard),
+                                                                provided_path):
                 bar.update(1)
-                db = provided.get(row["id"])
-                reason = None
-                if db is None:
-                    reason = f"no structure for this id in {provided_path}"
-                elif len(db) != row["length"]:
-                    reason = f"provided structure length {len(db)} != sequence length {row['length']}"
-                if reason is None:
-                    try:
-                        out.write(_annotation_row(row, db, None, label, str(provided_path)))
-                        counts["annotated"] += 1
-                        continue
-                    except InputFileError as exc:
-                        reason = f"malformed provided structure: {exc}"
-                rej.write({"id": row["id"], "line": None, "reason": reason})
-                counts["rejected"] += 1
+                if annotation is not None:
+                    out.write(annotation)
+                    counts["annotated"] += 1
+                else:
+                    rej.write({"id": row["id"], "line": None, "reason": reason})
+                    counts["rejected"] += 1
         else:
             raise ConfigError("structures.source", f"unknown value {source!r}; use 'fold' or 'provided'")
         bar.close()

@@ -12,9 +12,11 @@ data set x breakdown group, model and baseline columns side by side) and
 ``not_evaluated.tsv`` (dataset, id, length, reason for every record left out).
 
 Scoring follows the field (see ``eval_metrics``): every curated pair counts, non-canonical and
-pseudoknotted ones included, while predictions are post-processed (canonical, |i-j| >= 4, one
-partner per base, the checkpoint's tuned threshold). Element labels are scored against
-``element_labels`` of the true pairs. On the test split, MLM accuracy and perplexity use the
+pseudoknotted ones included, while predictions are decoded (``genesis_rna.decoding``: the
+checkpoint's decoder and tuned threshold; canonical, |i-j| >= 4, one partner per base). Element
+labels are scored against ``element_labels`` of the true pairs; the model's reported element
+labels are ``element_labels`` of its decoded pairs (measured better than the structure head's
+own argmax, which is reported beside them as ``model_head_element_*``). On the test split, MLM accuracy and perplexity use the
 fixed, seeded validation masks of ``data.RNADataset``. Trivial baselines: the data set's own
 majority element class, and the test set's own unigram nucleotide frequencies for MLM (both
 read off the data they are scored on, so they are optimistic).
@@ -264,10 +266,11 @@ def _group_block(scores: Mapping[str, list[dict]], elements: Mapping[str, list[s
                  idx: Sequence[int]) -> dict:
     """Pair and element metrics of each method over rows ``idx``."""
     out: dict = {"n": len(idx)}
+    true = [elements["true"][k] for k in idx]
     for method, rows in scores.items():
         out[method] = aggregate([rows[k] for k in idx])
-        out[method]["element"] = element_scores([elements[method][k] for k in idx],
-                                                [elements["true"][k] for k in idx])
+        out[method]["element"] = element_scores([elements[method][k] for k in idx], true)
+    out["model"]["element_head"] = element_scores([elements["model_head"][k] for k in idx], true)
     return out
 
 
@@ -276,8 +279,12 @@ def score_dataset(records: Sequence[EvalRecord], predictions: Sequence,
     """Per-sequence table and summary block (overall, per family, per length bin)."""
     n = len(records)
     lengths = [len(r.sequence) for r in records]
+    # The model's reported elements are the bpRNA labels of its decoded structure (the same
+    # labeller as the annotate stage); the structure head's own labels are kept beside them.
     elements = {"true": [element_labels(r.pairs, len(r.sequence)) for r in records],
-                "model": [p.elements for p in predictions]}
+                "model": [element_labels(p.pairs, len(r.sequence))
+                          for p, r in zip(predictions, records, strict=True)],
+                "model_head": [p.elements for p in predictions]}
     scores = {"model": [score_pairs(p.pairs, r.pairs, len(r.sequence))
                         for p, r in zip(predictions, records, strict=True)]}
     if vienna is not None:
@@ -297,6 +304,7 @@ def score_dataset(records: Sequence[EvalRecord], predictions: Sequence,
         for key in ("n_pred_pairs", "precision", "recall", "f1", "precision_shift",
                     "recall_shift", "f1_shift", "mcc", "tp", "tp_shift_pred", "tp_shift_true"):
             table[f"{method}_{key}"] = [row[key] for row in rows]
+    for method in (*scores, "model_head"):
         table[f"{method}_element_acc"] = [
             float(np.mean(np.frombuffer(a.encode(), np.uint8) == np.frombuffer(b.encode(), np.uint8)))
             for a, b in zip(elements[method], elements["true"], strict=True)]
@@ -356,6 +364,8 @@ def summary_rows(dataset: str, block: dict) -> list[dict]:
             if method in b:
                 row[f"{method}_element_accuracy"] = b[method]["element"]["accuracy"]
                 row[f"{method}_element_macro_f1"] = b[method]["element"]["macro_f1"]
+        row["model_head_element_accuracy"] = b["model"]["element_head"]["accuracy"]
+        row["model_head_element_macro_f1"] = b["model"]["element_head"]["macro_f1"]
         if breakdown == "all":
             maj = b["majority_class"]
             row["majority_element_accuracy"] = maj["accuracy"]
@@ -500,11 +510,15 @@ def evaluate(
     loaded = load_for_inference(checkpoint, device=device, precision=precision, window=window)
     model, tokenizer, config, threshold = (loaded.model, loaded.tokenizer, loaded.config,
                                            loaded.threshold)
+    decoder = loaded.decoder
     dev, prec = loaded.device, loaded.precision
     min_sep = int(config.get("pair_min_sep", 4))
 
     summary: dict = {
         "checkpoint": str(checkpoint), "pair_threshold": threshold, "pair_min_sep": min_sep,
+        "pair_decoder": decoder,
+        "elements": "model element labels are those of its decoded structure (bpRNA labeller); "
+                    "model_head_element_* are the structure head's own",
         "device": str(dev), "precision": prec, "threads": torch.get_num_threads(),
         "model_max_len": model.config.max_len,
         "window": window or model.config.max_len - 2,
@@ -536,7 +550,8 @@ def evaluate(
         t1 = time.perf_counter()
         preds = predict_structures(model, [r.sequence for r in records], threshold,
                                    tokenizer=tokenizer, device=dev, precision=prec,
-                                   window=window, min_sep=min_sep, batch_cells=batch_cells,
+                                   window=window, min_sep=min_sep, decoder=decoder,
+                                   batch_cells=batch_cells,
                                    progress=progress, desc=f"model {name}")
         t2 = time.perf_counter()
         vienna = (vienna_structures([r.sequence for r in records], threads=workers,

@@ -7,6 +7,12 @@
 3. Order the remaining clusters by a seeded hash and assign whole clusters to test, then val,
    until each reaches its fraction of sequences; the rest is train. No cluster spans two splits.
 
+``method: family`` uses Rfam families instead of MMseqs2 clusters: a whole clan (or the family,
+when it is in no clan) goes to one split, so evaluation measures generalisation to unseen
+families (sequence identity alone misses remote homologs that share a fold).
+``decontaminate_level: family`` searches benchmarks sensitively (E-value, no identity floor) and
+removes the whole family and clan of every hit, not only its cluster.
+
 ``method: random`` (for users without MMseqs2) treats every sequence as its own cluster. It
 is labelled in the report as NOT homology-aware: near-identical sequences can then sit in
 train and test at once.
@@ -14,6 +20,7 @@ train and test at once.
 
 from __future__ import annotations
 
+import csv
 import hashlib
 import shutil
 import subprocess
@@ -23,11 +30,13 @@ from collections import Counter
 from collections.abc import Iterable
 from pathlib import Path
 
+import pandas as pd
 import pyarrow.parquet as pq
 
 from genesis_rna.atomic import write_json
 from genesis_rna.benchmarks import iter_benchmark_records
-from genesis_rna.errors import ConfigError, GenesisError
+from genesis_rna.errors import ConfigError, GenesisError, InputFileError
+from genesis_rna.structures import _open_text
 from genesis_rna.tables import REJECTED, SPLITS, ParquetStreamWriter
 
 MMSEQS_MISSING = (
@@ -87,10 +96,10 @@ def mmseqs_clusters(
 
 
 def benchmark_hits(
-    annotations: Path, benchmarks: list[str], workdir: Path, *, min_seq_id: float,
-    coverage: float, threads: int,
-) -> dict[str, str]:
-    """Corpus id -> 'benchmark id (identity)' for corpus sequences similar to a benchmark."""
+    annotations: Path, benchmarks: list[str], workdir: Path, *, search_args: list[str],
+    threads: int,
+) -> dict[str, tuple[float, str]]:
+    """Corpus id -> (E-value, 'benchmark id (identity, E-value)') of its best benchmark hit."""
     if not benchmarks:
         return {}
     bench_fa = workdir / "benchmarks.fasta"
@@ -113,15 +122,73 @@ def benchmark_hits(
     hits_tsv = workdir / "bench_hits.m8"
     _run(
         ["mmseqs", "easy-search", str(query), str(bench_fa), str(hits_tsv), str(workdir / "tmp_s"),
-         "--search-type", "3", "--min-seq-id", str(min_seq_id), "-c", str(coverage),
-         "--cov-mode", "0", "--threads", str(threads), "-v", "1"],
+         "--search-type", "3", *search_args, "--threads", str(threads), "-v", "1"],
     )
-    hits: dict[str, str] = {}
+    hits: dict[str, tuple[float, str]] = {}
     with open(hits_tsv, encoding="utf-8") as fh:
         for line in fh:
-            q, t, ident = line.split("\t")[:3]
-            hits.setdefault(q, f"{t} (identity {float(ident):.2f})")
+            # BLAST-tab columns: query, target, identity, ..., E-value (11th), bit score
+            f = line.split("\t")
+            q, t, ident, evalue = f[0], f[1], float(f[2]), float(f[10])
+            if q not in hits or evalue < hits[q][0]:
+                hits[q] = (evalue, f"{t} (identity {ident:.2f}, E-value {evalue:.2g})")
     return hits
+
+
+def read_family_table(path: str | Path, ids: set[str]) -> dict[str, list[tuple[str, str]]]:
+    """Corpus id -> [(family, clan or '')] from a TSV/CSV (gzip ok) with columns id, family[, clan].
+
+    Only ids of the corpus are kept. An id may be listed under several families (Rfam seeds
+    shared by two families), hence a list.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise ConfigError("split.family_table", f"file {path} not found")
+    with _open_text(path) as fh:  # plain or gzip, told apart by content
+        first = fh.readline()
+        sep = "\t" if "\t" in first else ","
+        header = [c.strip() for c in next(csv.reader([first], delimiter=sep), [])]
+        for col in ("id", "family"):
+            if col not in header:
+                raise ConfigError("split.family_table", f"{path} has no column {col!r}; found {header}")
+        cols = [c for c in ("id", "family", "clan") if c in header]
+        try:
+            # Strings only, and an empty clan stays '' (keep_default_na=False: no NaN, no "NA" ids).
+            table = pd.read_csv(fh, sep=sep, header=None, names=header, usecols=cols, dtype=str,
+                                keep_default_na=False)
+        except pd.errors.EmptyDataError:  # a header and no rows: every sequence lacks a family
+            table = pd.DataFrame({c: pd.Series(dtype=str) for c in cols})
+        except (ValueError, OSError, EOFError) as exc:  # parser, decoding and gzip errors
+            raise InputFileError(path, f"unreadable family table (split.family_table): {exc}") from exc
+    table = table.fillna("").apply(lambda col: col.str.strip())  # short rows give NaN
+    table = table[table["id"].isin(ids) & (table["family"] != "")]
+    clans = table["clan"] if "clan" in table else [""] * len(table)
+    out: dict[str, list[tuple[str, str]]] = {}
+    for rid, family, clan in zip(table["id"], table["family"], clans, strict=True):
+        out.setdefault(rid, []).append((family, clan))
+    return out
+
+
+def family_groups(families: dict[str, list[tuple[str, str]]]) -> dict[str, str]:
+    """Id -> group: its clan, else its family. Groups that share a sequence are merged
+    (union-find, smallest key as the root), since that sequence can sit in only one split."""
+    parent: dict[str, str] = {}
+
+    def find(key: str) -> str:
+        while parent.get(key, key) != key:
+            key = parent[key]
+        return key
+
+    for pairs in families.values():
+        roots = sorted({find(clan or family) for family, clan in pairs})
+        for root in roots[1:]:
+            parent[root] = roots[0]
+    return {rid: find(pairs[0][1] or pairs[0][0]) for rid, pairs in families.items()}
+
+
+def _family_label(pairs: list[tuple[str, str]]) -> str:
+    clans = "/".join(sorted({c for _, c in pairs if c}))
+    return "family " + "/".join(sorted({f for f, _ in pairs})) + (f" (clan {clans})" if clans else "")
 
 
 def _order_key(cluster: str, seed: int) -> str:
@@ -154,38 +221,82 @@ def split_dataset(
     coverage: float = 0.8, val_fraction: float = 0.05, test_fraction: float = 0.05,
     seed: int = 42, decontaminate: list[str] | None = None,
     decontaminate_min_seq_id: float = 0.8, decontaminate_coverage: float = 0.5,
-    threads: int = 1,
+    decontaminate_level: str = "sequence", decontaminate_evalue: float = 1e-3,
+    family_table: str | Path | None = None, threads: int = 1,
 ) -> dict:
     """Write train/val/test/removed parquet tables under ``out_dir`` and a JSON report."""
     annotations, out_dir = Path(annotations), Path(out_dir)
-    if not 0 <= val_fraction < 1 or not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
-        raise ConfigError("split.fractions", "val and test must be in [0, 1) and sum below 1")
+    for key, value in (("split.val_fraction", val_fraction), ("split.test_fraction", test_fraction)):
+        if not 0 <= value < 1:
+            raise ConfigError(key, f"{value} is not in [0, 1)")
+    if val_fraction + test_fraction >= 1:
+        raise ConfigError("split.val_fraction", f"split.val_fraction + split.test_fraction = "
+                          f"{val_fraction + test_fraction:g}; it must be below 1 to leave a train split")
     if mode not in ("linclust", "cluster"):
         raise ConfigError("split.mmseqs_mode", f"unknown value {mode!r}; use linclust or cluster")
+    if method not in ("mmseqs", "family", "random"):
+        raise ConfigError("split.method", f"unknown value {method!r}; use mmseqs, family or random")
+    if decontaminate_level not in ("sequence", "family"):
+        raise ConfigError("split.decontaminate_level",
+                          f"unknown value {decontaminate_level!r}; use sequence or family")
+    if not decontaminate_evalue > 0:
+        raise ConfigError("split.decontaminate_evalue", f"{decontaminate_evalue} must be above 0")
+    if not family_table and (method == "family" or decontaminate_level == "family"):
+        why = "split.method is 'family'" if method == "family" else "split.decontaminate_level is 'family'"
+        raise ConfigError("split.family_table",
+                          f"a table with columns id, family[, clan] is required when {why}")
     decontaminate = list(decontaminate or [])
-    need_mmseqs = method == "mmseqs" or decontaminate
-    if method not in ("mmseqs", "random"):
-        raise ConfigError("split.method", f"unknown value {method!r}; use mmseqs or random")
-    if need_mmseqs and shutil.which("mmseqs") is None:
+    if (method == "mmseqs" or decontaminate) and shutil.which("mmseqs") is None:
         raise ToolError(MMSEQS_MISSING)
+    if decontaminate_level == "family":
+        # Family level: any detectable homology counts (remote members of a family share its
+        # fold even at low identity), so no identity or coverage floor, only an E-value.
+        search_args = ["-s", "7.5", "-e", str(decontaminate_evalue)]
+    else:
+        search_args = ["--min-seq-id", str(decontaminate_min_seq_id),
+                       "-c", str(decontaminate_coverage), "--cov-mode", "0"]
 
+    ids = [r["id"] for r in _iter_rows(annotations, ["id"])]
+    families = read_family_table(family_table, set(ids)) if family_table else {}
+    group_of = family_groups(families)
     with tempfile.TemporaryDirectory(prefix="genesis_split_") as tmp:
         work = Path(tmp)
         if method == "mmseqs":
             member_of = mmseqs_clusters(annotations, work, mode=mode, min_seq_id=min_seq_id,
                                         coverage=coverage, threads=threads)
         else:
-            member_of = {r["id"]: r["id"] for r in _iter_rows(annotations, ["id"])}
-        hits = benchmark_hits(annotations, decontaminate, work, min_seq_id=decontaminate_min_seq_id,
-                              coverage=decontaminate_coverage, threads=threads)
+            # family: a sequence absent from the table is its own group (kept, and counted).
+            member_of = {rid: group_of.get(rid, rid) if method == "family" else rid for rid in ids}
+        hits = benchmark_hits(annotations, decontaminate, work, search_args=search_args, threads=threads)
 
-    missing = [rid for rid in (r["id"] for r in _iter_rows(annotations, ["id"])) if rid not in member_of]
+    missing = [rid for rid in ids if rid not in member_of]
     if missing:
         raise ToolError(f"clustering returned no cluster for {len(missing)} ids, e.g. {missing[:3]}")
-    # A cluster with any benchmark-similar member leaves training entirely.
-    contaminated = {member_of[q]: why for q, why in sorted(hits.items())}
+    # A cluster with any benchmark-similar member leaves all splits entirely (at both levels).
+    contaminated = {member_of[q]: why for q, (_, why) in sorted(hits.items())}
+    # At family level the whole family/clan group of a hit leaves too; its best hit is the cited one.
+    condemned: dict[str, str] = {}
+    if decontaminate_level == "family":
+        for q in sorted(hits, key=lambda q: (hits[q][0], q)):
+            if q in group_of:
+                condemned.setdefault(group_of[q], q)
+
+    def removal_reason(rid: str) -> str | None:
+        group = group_of.get(rid)
+        if group in condemned:
+            q = condemned[group]
+            fams = "/".join(sorted({f for f, _ in families[q]}))
+            return (f"{_family_label(families[rid])} has {fams} sequence {q} similar to benchmark "
+                    f"{hits[q][1]}")
+        cluster = member_of[rid]
+        if cluster in contaminated:
+            direct = hits.get(rid)
+            return (f"similar to benchmark sequence {direct[1]}" if direct else
+                    f"in cluster {cluster} with a sequence similar to benchmark {contaminated[cluster]}")
+        return None
+
     sizes = Counter(member_of.values())
-    kept_sizes = {c: n for c, n in sizes.items() if c not in contaminated}
+    kept_sizes = Counter(member_of[rid] for rid in ids if removal_reason(rid) is None)
     assignment = assign_clusters(kept_sizes, {"val": val_fraction, "test": test_fraction}, seed)
 
     counts = Counter()
@@ -193,14 +304,12 @@ def split_dataset(
     removed = ParquetStreamWriter(out_dir / "removed.parquet", REJECTED)
     try:
         for row in _iter_rows(annotations):
-            cluster = member_of[row["id"]]
-            if cluster in contaminated:
-                direct = hits.get(row["id"])
-                reason = (f"similar to benchmark sequence {direct}" if direct else
-                          f"in cluster {cluster} with a sequence similar to benchmark {contaminated[cluster]}")
+            reason = removal_reason(row["id"])
+            if reason is not None:
                 removed.write({"id": row["id"], "line": None, "reason": reason})
                 counts["removed"] += 1
                 continue
+            cluster = member_of[row["id"]]
             name = assignment[cluster]
             writers[name].write({**row, "cluster": cluster, "split": name})
             counts[name] += 1
@@ -213,13 +322,22 @@ def split_dataset(
 
     cluster_sizes = sorted(sizes.values(), reverse=True)
     per_split_clusters = Counter(assignment.values())
+    family_level = decontaminate_level == "family"
     report = {
-        "method": method if method == "mmseqs" else "random (NOT homology-aware)",
-        "homology_aware": method == "mmseqs",
+        "method": method if method != "random" else "random (NOT homology-aware)",
+        "homology_aware": method != "random",
         "mmseqs": {"mode": f"easy-{mode}", "min_seq_id": min_seq_id, "coverage": coverage} if method == "mmseqs" else None,
+        "families": {
+            "table": str(family_table),
+            "families": len({f for pairs in families.values() for f, _ in pairs}),
+            "clans": len({c for pairs in families.values() for _, c in pairs if c}),
+            "groups": len(set(group_of.values())),
+            "sequences_with_family": len(families),
+            "sequences_without_family": len(ids) - len(families),
+        } if family_table else None,
         "seed": seed,
         "fractions_requested": {"val": val_fraction, "test": test_fraction},
-        "sequences": {"input": sum(sizes.values()), **{k: counts[k] for k in ("train", "val", "test", "removed")}},
+        "sequences": {"input": len(ids), **{k: counts[k] for k in ("train", "val", "test", "removed")}},
         "clusters": {
             "total": len(sizes),
             "singletons": sum(1 for n in cluster_sizes if n == 1),
@@ -228,14 +346,25 @@ def split_dataset(
             "test": per_split_clusters["test"], "removed": len(contaminated),
         },
         "decontamination": {
-            "benchmarks": decontaminate, "min_seq_id": decontaminate_min_seq_id,
-            "coverage": decontaminate_coverage, "sequences_with_hits": len(hits),
-            "clusters_removed": len(contaminated), "sequences_removed": counts["removed"],
+            "benchmarks": decontaminate, "level": decontaminate_level,
+            "search": "mmseqs easy-search --search-type 3 " + " ".join(search_args),
+            "min_seq_id": None if family_level else decontaminate_min_seq_id,
+            "coverage": None if family_level else decontaminate_coverage,
+            "evalue": decontaminate_evalue if family_level else None,
+            "sequences_with_hits": len(hits),
+            "clusters_removed": len(contaminated), "groups_removed": len(condemned),
+            "families_removed": sorted(
+                {f for rid, g in group_of.items() if g in condemned for f, _ in families[rid]}),
+            "sequences_removed": counts["removed"],
             "removed_table": str(out_dir / "removed.parquet"),
         },
-        "guarantee": "no cluster spans two splits" + (
-            "; clusters are MMseqs2 clusters" if method == "mmseqs" else "; clusters are single sequences"),
+        "guarantee": {
+            "mmseqs": "no cluster spans two splits; clusters are MMseqs2 clusters",
+            "family": "no family/clan spans two splits; sequences absent from the family table are "
+                      "single-sequence groups",
+            "random": "no cluster spans two splits; clusters are single sequences",
+        }[method],
     }
-    assert counts["train"] + counts["val"] + counts["test"] + counts["removed"] == sum(sizes.values())
+    assert counts["train"] + counts["val"] + counts["test"] + counts["removed"] == len(ids)
     write_json(report_path, report)
     return report

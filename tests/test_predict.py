@@ -9,9 +9,9 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from genesis_rna.decoding import canonical_mask
 from genesis_rna.inference import length_batches, predict_structures, window_starts
 from genesis_rna.model import GenesisRNA, model_config_for
-from genesis_rna.pair_metrics import canonical_mask
 from genesis_rna.predict import main as predict_main
 from genesis_rna.predict import read_fasta
 from genesis_rna.structures import read_dot_bracket_fasta
@@ -144,6 +144,25 @@ def test_predict_cli_writes_dot_bracket_fasta(checkpoint, tmp_path):
         assert len(z["i"]) == len(table["i"]) and z["id"].dtype.kind == "U"
     strict = list(read_dot_bracket_fasta(out2))
     assert all(len(s.pairs) <= len(r.pairs) for s, r in zip(strict, recs, strict=True))
+
+
+def test_predict_decoders_nested_by_default_greedy_on_request(checkpoint, tmp_path):
+    """The default (the checkpoint's mea) writes nested '()' structures only; --decoder greedy
+    at a low threshold may cross and then uses further bracket pages."""
+    rng = random.Random(11)
+    fasta = tmp_path / "in.fa"
+    fasta.write_text("".join(f">s{k}\n{random_rna(rng, 120)}\n" for k in range(6)))
+    outs = {}
+    for decoder in ("mea", "greedy"):
+        out = tmp_path / f"{decoder}.fa"
+        args = ["--checkpoint", str(checkpoint), "--input", str(fasta), "--output", str(out),
+                "--threshold", "0.005", "--no-progress"]
+        if decoder == "greedy":
+            args += ["--decoder", "greedy"]
+        assert predict_main(args) == 0
+        outs[decoder] = out.read_text().splitlines()[2::3]
+    assert all(set(db) <= set("().") for db in outs["mea"])
+    assert any(set(db) - set("().") for db in outs["greedy"])  # crossing pairs: more pages
 
 
 def test_predict_cli_to_stdout(checkpoint, tmp_path, capsys):

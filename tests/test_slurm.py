@@ -26,7 +26,7 @@ from tests.workflow_utils import copy_workflow, write_config
 pytestmark = pytest.mark.slow
 
 PROFILE = "workflow/profiles/slurm"
-RUN_TIMEOUT = 240  # seconds for one snakemake run (the first takes ~2 minutes on 2 cores)
+RUN_TIMEOUT = 360  # seconds for one snakemake run (the first takes ~2-3 minutes on 2 cores)
 SUBMITTED = re.compile(r"Job \d+ has been submitted with SLURM jobid (\d+) \(log: (.+?)\)")
 CHECKPOINT = re.compile(r"ckpt_step\d+\.pt$")
 # Rules that run on the submit host: `all` (nothing to execute) and any rule the Snakefile
@@ -112,6 +112,7 @@ def runs(cluster, tmp_path_factory) -> Runs:
         "corpus": {"source": "tiny.fa"},
         "split": {"method": "random", "val_fraction": 0.15, "test_fraction": 0.15},
         "train": {"config": "train_test.yaml", "num_epochs": 3, "gpus": 1, "threads": 2},
+        "finetune": {"num_epochs": 1},
     })
     checkpoints = work / "results" / "train_checkpoints"
 
@@ -176,13 +177,18 @@ def test_every_rule_runs_as_a_slurm_job_and_training_gets_a_gpu(runs, cluster):
         assert train["Partition"] == "gpu"
         assert train["JOB_GRES"] == "gpu:1", train  # the GPU was allocated, not only requested
         assert train["NumCPUs"] == "2"  # cpus_per_gpu follows train.threads
+    finetune_ids = [j for j in submitted
+                    if records[j]["comment"].startswith("rule_finetune_model")]
+    assert len(finetune_ids) == 1
+    assert cluster.job_record(finetune_ids[0])["JOB_GRES"] == "gpu:1"
     shard_ids = [j for j in submitted if records[j]["comment"].startswith("rule_annotate_shard")]
     assert len(shard_ids) == expected["annotate_shard"]
     for jobid in shard_ids:
         shard = cluster.job_record(jobid)
         assert shard["Partition"] == "cpu"
         assert shard["JOB_GRES"] == "(null)", shard  # CPU jobs hold no GPU
-    assert (runs.work / "results" / "plots" / "summary.png").is_file()
+    assert (runs.work / "results" / "plots" / "train" / "summary.png").is_file()
+    assert (runs.work / "results" / "evaluation" / "models.tsv").is_file()
 
 
 def test_a_training_job_killed_on_the_cluster_resumes_from_its_checkpoint(runs):

@@ -1,13 +1,16 @@
+import gzip
 import json
 import os
 import random
 from collections import defaultdict
 
+import pandas as pd
 import pyarrow.parquet as pq
 import pytest
 
+from genesis_rna.errors import ConfigError
 from genesis_rna.split import ToolError, assign_clusters, split_dataset
-from tests.helpers import family_rows, mutate, need_mmseqs, write_annotations
+from tests.helpers import family_rows, mutate, need_mmseqs, shared_data, write_annotations
 
 
 def _read(path):
@@ -83,8 +86,144 @@ def test_missing_mmseqs_says_how_to_install(tmp_path, monkeypatch):
     assert not os.path.exists(tmp_path / "out" / "train.parquet")
 
 
-def test_bad_fractions_name_the_key(tmp_path):
+@pytest.mark.parametrize(("val", "test", "key"), [(0.6, 0.5, r"split\.val_fraction \+ split\.test_fraction"),
+                                                  (0.1, 1.2, r"'split\.test_fraction'")])
+def test_bad_fractions_name_the_key(tmp_path, val, test, key):
     ann = write_annotations(tmp_path / "ann.parquet", family_rows(2, 2))
-    with pytest.raises(ValueError, match="split.fractions"):
+    with pytest.raises(ConfigError, match=key):
         split_dataset(ann, tmp_path / "out", tmp_path / "r.json", method="random",
-                      val_fraction=0.6, test_fraction=0.5)
+                      val_fraction=val, test_fraction=test)
+
+
+def _split_of(out):
+    """id -> (split, cluster) over the three split tables."""
+    return {r["id"]: (name, r["cluster"]) for name in ("train", "val", "test")
+            for r in _read(out / f"{name}.parquet")}
+
+
+def _write_family_table(path, entries, gz=True):
+    """entries: (id, family, clan) rows, as a TSV shaped like Rfam's (extra columns, empty clan)."""
+    lines = ["id\tfamily\tfamily_id\tclan\tlength"]
+    lines += [f"{rid}\t{fam}\t{fam}_name\t{clan}\t0" for rid, fam, clan in entries]
+    text = "\n".join(lines) + "\n"
+    if gz:
+        with gzip.open(path, "wt") as fh:
+            fh.write(text)
+    else:
+        path.write_text(text)
+    return path
+
+
+def test_family_split_keeps_families_and_clans_whole(tmp_path):
+    rows = family_rows(n_families=30, members=4, seed=11)
+    # Two synthetic families per Rfam family (so a family is more than one MMseqs2 cluster);
+    # RF00000 and RF00001 share clan CL00001; fam004_m0 is also listed under RF00010 (Rfam seeds
+    # can sit in two families), which ties RF00002 and RF00010 together; fam028/fam029 are absent.
+    entries = [(r["id"], f"RF{int(r['id'][3:6]) // 2:05d}", "CL00001" if r["id"] < "fam004" else "")
+               for r in rows if r["id"] < "fam028"]
+    entries += [("fam004_m0", "RF00010", ""), ("not_in_corpus", "RF09999", "CL09999")]
+    table = _write_family_table(tmp_path / "families.tsv.gz", entries)
+    ann = write_annotations(tmp_path / "ann.parquet", rows)
+    report = split_dataset(ann, tmp_path / "out", tmp_path / "r.json", method="family",
+                           family_table=str(table), val_fraction=0.2, test_fraction=0.2, seed=3)
+
+    where = _split_of(tmp_path / "out")
+    assert len(where) == len(rows)  # the 8 sequences without a family are kept
+    groups = defaultdict(set)
+    for rid, fam, clan in entries[:-1]:
+        groups[fam].add(where[rid][0])
+        groups[clan or fam].add(where[rid][0])
+    groups["RF00002+RF00010"] = groups["RF00002"] | groups["RF00010"]
+    assert all(len(s) == 1 for s in groups.values()), groups
+    assert where["fam000_m0"][1] == where["fam003_m1"][1] == "CL00001"  # group in cluster column
+    assert all(where[f"fam0{f}_m{m}"][1] == f"fam0{f}_m{m}" for f in (28, 29) for m in range(4))
+    assert {name for name, _ in where.values()} == {"train", "val", "test"}
+    assert report["method"] == "family" and report["homology_aware"] is True
+    assert report["guarantee"].startswith("no family/clan spans two splits")
+    fam = report["families"]
+    assert (fam["sequences_without_family"], fam["sequences_with_family"]) == (8, 112)
+    assert (fam["families"], fam["clans"], fam["groups"]) == (14, 1, 12)
+    assert report["clusters"]["total"] == 12 + 8
+
+
+def test_family_split_config_errors_name_key_file_and_column(tmp_path):
+    ann = write_annotations(tmp_path / "ann.parquet", family_rows(2, 2))
+    with pytest.raises(ConfigError, match=r"split\.family_table.*split\.method is 'family'"):
+        split_dataset(ann, tmp_path / "out", tmp_path / "r.json", method="family")
+    with pytest.raises(ConfigError, match=r"split\.family_table.*decontaminate_level is 'family'"):
+        split_dataset(ann, tmp_path / "out", tmp_path / "r.json", method="random",
+                      decontaminate_level="family")
+    no_family = tmp_path / "ids.csv"
+    no_family.write_text("id,clan\nfam000_m0,CL1\n")
+    with pytest.raises(ConfigError, match=r"split\.family_table.*ids\.csv has no column 'family'"):
+        split_dataset(ann, tmp_path / "out", tmp_path / "r.json", method="family",
+                      family_table=str(no_family))
+    with pytest.raises(ConfigError, match=r"split\.family_table.*nowhere\.tsv not found"):
+        split_dataset(ann, tmp_path / "out", tmp_path / "r.json", method="family",
+                      family_table=str(tmp_path / "nowhere.tsv"))
+    assert not (tmp_path / "out").exists()
+
+
+def test_family_level_decontamination_removes_whole_family_and_clan(tmp_path):
+    need_mmseqs()
+    rows = family_rows(n_families=10, members=3, seed=5)
+    ann = write_annotations(tmp_path / "ann.parquet", rows)
+    bench_seq = mutate(random.Random(9), rows[3]["sequence"], 0.02)  # near fam001 only
+    bench = tmp_path / "bench.fa"
+    bench.write_text(f">bench1\n{bench_seq}\n{'.' * len(bench_seq)}\n")
+    # fam001 and fam003 are one Rfam family (two MMseqs2 clusters); fam002 shares its clan.
+    family = {1: ("RF00001", "CL00001"), 3: ("RF00001", "CL00001"), 2: ("RF00002", "CL00001")}
+    entries = [(r["id"], *family.get(int(r["id"][3:6]), (f"RF001{r['id'][4:6]}", "")))
+               for r in rows if not r["id"].startswith("fam009")]  # fam009: no family
+    table = str(_write_family_table(tmp_path / "fam.csv", entries, gz=False))
+    removed_family = sorted(f"fam00{f}_m{m}" for f in (1, 2, 3) for m in range(3))
+
+    def run(name, **kw):
+        out = tmp_path / name
+        report = split_dataset(ann, out, tmp_path / f"{name}.json", decontaminate=[str(bench)],
+                               family_table=table, val_fraction=0.1, test_fraction=0.1, **kw)
+        removed = {r["id"]: r["reason"] for r in _read(out / "removed.parquet")}
+        kept = _split_of(out)
+        assert len(kept) + len(removed) == len(rows) == report["sequences"]["input"]
+        assert not set(kept) & set(removed)
+        return report, removed
+
+    # Sequence level: only the MMseqs2 cluster of the hit goes.
+    report, removed = run("seq", decontaminate_level="sequence")
+    assert sorted(removed) == ["fam001_m0", "fam001_m1", "fam001_m2"]
+    assert report["decontamination"]["families_removed"] == []
+
+    for method in ("mmseqs", "family"):
+        report, removed = run(method, method=method, decontaminate_level="family")
+        assert sorted(removed) == removed_family, method
+        for reason in removed.values():
+            assert reason.startswith("family RF0000"), reason
+            assert "(clan CL00001) has RF00001 sequence fam001_m" in reason, reason
+            assert "similar to benchmark bench.fa:bench1" in reason and "E-value" in reason, reason
+        assert removed["fam002_m0"].startswith("family RF00002 (clan CL00001)")
+        dec = report["decontamination"]
+        assert dec["level"] == "family" and dec["evalue"] == 1e-3 and dec["min_seq_id"] is None
+        assert "-s 7.5 -e 0.001" in dec["search"] and "--min-seq-id" not in dec["search"]
+        assert dec["families_removed"] == ["RF00001", "RF00002"]
+        assert dec["groups_removed"] == 1 and dec["sequences_removed"] == 9
+        assert report["families"]["sequences_without_family"] == 3
+
+
+def test_family_split_on_real_rfam_seed_table(tmp_path):
+    table = shared_data("rfam14.9_seed_structures.tsv.gz")
+    head = pd.read_csv(table, sep="\t", nrows=3000, dtype=str, keep_default_na=False)
+    head = head.drop_duplicates("id")
+    rows = [{"id": r.id, "description": r.family_id, "sequence": r.sequence, "length": len(r.sequence),
+             "structure": r.structure, "pair_i": [], "pair_j": [], "elements": "", "energy": None,
+             "label_source": "rfam"} for r in head.itertuples()]
+    ann = write_annotations(tmp_path / "ann.parquet", rows)
+    report = split_dataset(ann, tmp_path / "out", tmp_path / "r.json", method="family",
+                           family_table=str(table), val_fraction=0.1, test_fraction=0.1)
+    where = _split_of(tmp_path / "out")
+    assert len(where) == len(rows)
+    for key in ("family", "clan"):
+        spans = head[head[key] != ""].assign(split=head["id"].map(lambda i: where[i][0]))
+        per_group = spans.groupby(key)["split"].nunique()
+        assert (per_group == 1).all(), per_group[per_group > 1]
+    assert report["families"]["sequences_without_family"] == 0
+    assert report["sequences"]["val"] > 0 and report["sequences"]["test"] > 0

@@ -37,13 +37,54 @@ def split_outputs():
     ) + [f"{RESULTS}/split/split_report.json"]
 
 
-def train_overrides():
-    """Trainer flags for the train.* keys that override the trainer config file."""
+def train_overrides(section="train"):
+    """Trainer flags for the <section>.* keys that override the trainer config file."""
     flags = []
     for key in ("num_epochs", "model_size"):
-        if config["train"].get(key) is not None:
-            flags.append(f"--{key} {config['train'][key]}")
+        if config[section].get(key) is not None:
+            flags.append(f"--{key} {config[section][key]}")
     return " ".join(flags)
+
+
+# The trainer's own modules: declared inputs of the training rules, so editing the trainer or
+# model code reruns training (shell rules do not track code otherwise).
+TRAINER_MODULES = (
+    "train_pretrain",
+    "train_config",
+    "model",
+    "losses",
+    "data",
+    "decoding",
+    "ast_controller",
+    "schedule",
+    "checkpoint",
+    "distributed",
+    "metrics_logger",
+    "tokenization",
+    "pair_metrics",
+)
+
+
+def trainer_code():
+    return [package_source(f"genesis_rna.{m}") for m in TRAINER_MODULES]
+
+
+def finetune_enabled():
+    return bool(config["finetune"]["structures"])
+
+
+def model_runs():
+    """Trained models, by output folder: the pretrained one, then the fine-tuned ones."""
+    runs = ["train"]
+    if finetune_enabled():
+        runs.append("finetune")
+        if config["finetune"]["scratch_baseline"]:
+            runs.append("finetune_scratch")
+    return runs
+
+
+def model_file(run):
+    return f"{RESULTS}/{run}/model.pt"
 
 
 def train_launcher():
@@ -65,6 +106,14 @@ def package_source(module):
     import importlib.util
 
     return importlib.util.find_spec(module).origin
+
+
+def evaluation_test_split():
+    """The held-out test split every model is scored on: with fine-tuning, labelled with the
+    provided structures (the fine-tuning labels), else with the pretraining labels."""
+    if finetune_enabled():
+        return f"{RESULTS}/finetune_data/test.parquet"
+    return f"{RESULTS}/split/test.parquet"
 
 
 def evaluation_sets():

@@ -1,30 +1,38 @@
-# Held-out evaluation on the test split and every curated benchmark in config, with the
-# ViennaRNA baseline on the very same sequences and the same scoring.
+# Held-out evaluation of each trained model (train = pretrained, finetune, finetune_scratch) on
+# the test split and every curated benchmark in config, with the ViennaRNA baseline on the very
+# same sequences and the same scoring; compare_models puts the models side by side.
 
 
 rule evaluate_model:
     input:
-        model=rules.train_model.output.model,
-        test=rules.split_dataset.output.test,
+        model=lambda wc: model_file(wc.run),
+        test=evaluation_test_split(),
         benchmarks=list(config["evaluate"]["benchmarks"].values()),
         code=[
             package_source(f"genesis_rna.{m}")
-            for m in ("evaluate", "inference", "eval_metrics", "pair_metrics")
+            for m in (
+                "evaluate",
+                "inference",
+                "decoding",
+                "eval_metrics",
+                "pair_metrics",
+            )
         ],
     output:
         summary=report(
-            f"{RESULTS}/evaluation/summary.tsv",
+            f"{RESULTS}/evaluation/{{run}}/summary.tsv",
             category="Evaluation",
             caption="../report/evaluation_summary.rst",
         ),
-        summary_json=f"{RESULTS}/evaluation/summary.json",
-        not_evaluated=f"{RESULTS}/evaluation/not_evaluated.tsv",
+        summary_json=f"{RESULTS}/evaluation/{{run}}/summary.json",
+        not_evaluated=f"{RESULTS}/evaluation/{{run}}/not_evaluated.tsv",
         per_sequence=expand(
-            f"{RESULTS}/evaluation/per_sequence_{{name}}.tsv", name=evaluation_sets()
+            f"{RESULTS}/evaluation/{{{{run}}}}/per_sequence_{{name}}.tsv",
+            name=evaluation_sets(),
         ),
         plots=report(
             expand(
-                f"{RESULTS}/evaluation/{{kind}}_{{name}}.png",
+                f"{RESULTS}/evaluation/{{{{run}}}}/{{kind}}_{{name}}.png",
                 kind=["f1_per_family", "f1_vs_length"],
                 name=evaluation_sets(),
             ),
@@ -32,9 +40,11 @@ rule evaluate_model:
             caption="../report/evaluation_plots.rst",
         ),
     log:
-        f"{RESULTS}/logs/evaluate_model.log",
+        f"{RESULTS}/logs/evaluate_model/{{run}}.log",
     benchmark:
-        f"{RESULTS}/benchmarks/evaluate_model.tsv"
+        f"{RESULTS}/benchmarks/evaluate_model/{{run}}.tsv"
+    wildcard_constraints:
+        run="train|finetune|finetune_scratch",
     conda:
         "../../environment.yml"
     threads: config["evaluate"]["threads"]
@@ -47,6 +57,26 @@ rule evaluate_model:
         baseline_cache=f"{RESULTS}/evaluation_cache/vienna_folds.parquet",
     script:
         "../scripts/evaluate_model.py"
+
+
+rule compare_models:
+    input:
+        summaries=expand(f"{RESULTS}/evaluation/{{run}}/summary.json", run=model_runs()),
+        code=package_source("genesis_rna.compare_models"),
+    output:
+        table=report(
+            f"{RESULTS}/evaluation/models.tsv",
+            category="Evaluation",
+            caption="../report/models.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/compare_models.log",
+    conda:
+        "../../environment.yml"
+    params:
+        runs=model_runs(),
+    script:
+        "../scripts/compare_models.py"
 
 
 rule export_config:

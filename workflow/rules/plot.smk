@@ -4,20 +4,22 @@
 
 rule plot_metrics:
     input:
-        metrics=rules.train_model.output.metrics,
-        run_config=rules.train_model.output.run_config,
+        metrics=f"{RESULTS}/{{run}}/training_metrics.csv",
+        run_config=f"{RESULTS}/{{run}}/run_config.yaml",
         code=package_source("genesis_rna.plot_metrics"),
     output:
         report(
             expand(
-                f"{RESULTS}/plots/{{name}}.png",
+                f"{RESULTS}/plots/{{{{run}}}}/{{name}}.png",
                 name=["losses", "accuracies", "lr_activation", "summary"],
             ),
             category="Training",
             caption="../report/training_plots.rst",
         ),
     log:
-        f"{RESULTS}/logs/plot_metrics.log",
+        f"{RESULTS}/logs/plot_metrics/{{run}}.log",
+    wildcard_constraints:
+        run="train|finetune|finetune_scratch",
     conda:
         "../../environment.yml"
     script:

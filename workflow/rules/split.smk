@@ -2,6 +2,12 @@ rule split_dataset:
     input:
         annotations=rules.gather_annotations.output.annotations,
         benchmarks=config["split"]["decontaminate"],
+        # An input (when set) so that editing the family table reruns the split.
+        family_table=(
+            [config["split"]["family_table"]]
+            if config["split"]["family_table"]
+            else []
+        ),
     output:
         train=f"{RESULTS}/split/train.parquet",
         val=f"{RESULTS}/split/val.parquet",
@@ -25,5 +31,8 @@ rule split_dataset:
         seed=config["split"]["seed"],
         decontaminate_min_seq_id=config["split"]["decontaminate_min_seq_id"],
         decontaminate_coverage=config["split"]["decontaminate_coverage"],
+        decontaminate_level=config["split"]["decontaminate_level"],
+        decontaminate_evalue=config["split"]["decontaminate_evalue"],
+        family_table=config["split"]["family_table"],
     script:
         "../scripts/split_dataset.py"

@@ -7,6 +7,7 @@ rule train_model:
         train=rules.split_dataset.output.train,
         val=rules.split_dataset.output.val,
         train_config=config["train"]["config"],
+        code=trainer_code(),
     output:
         model=f"{RESULTS}/train/model.pt",
         metrics=f"{RESULTS}/train/training_metrics.csv",

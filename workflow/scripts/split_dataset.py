@@ -18,5 +18,8 @@ with rule_log(snakemake.log[0]):
         decontaminate=list(snakemake.input.benchmarks),
         decontaminate_min_seq_id=snakemake.params.decontaminate_min_seq_id,
         decontaminate_coverage=snakemake.params.decontaminate_coverage,
+        decontaminate_level=snakemake.params.decontaminate_level,
+        decontaminate_evalue=snakemake.params.decontaminate_evalue,
+        family_table=snakemake.params.family_table,
         threads=snakemake.threads,
     )
