@@ -14,7 +14,12 @@ ast       the trainer CLI (``--train_config``, ``--model_size``) on ``--ast_trai
           then AST on for as many epochs as fit in the AST-off epoch's time (the same
           wall-clock budget), with the held-out (val split) pair F1, MLM and structure accuracy
           each reaches, and each run's peak RSS.
-Each measurement runs in a fresh Python process so peak RSS is its own.
+decode    nested MEA against greedy decoding of one model's pair probabilities
+          (``--checkpoint``): each decoder's threshold tuned on the val split (``--split_dir``),
+          then mean per-sequence pair F1 and decoding wall time on each ``--benchmark
+          NAME=PATH`` (sequences <= ``--decode_max_length`` nt). The model runs once per set;
+          only decoding is timed.
+Each measurement runs in a fresh Python process so peak RSS is its own (decode: in-process).
 """
 
 from __future__ import annotations
@@ -231,6 +236,65 @@ def bench_ast(split_dir: Path, train_config: Path, model_size: str, train_rows: 
     return rows
 
 
+def _sparse_candidates(seq: str, probs: tuple, min_sep: int) -> tuple:
+    """Canonical, |i - j| >= min_sep cells of a sparse (i, j, p) probability list."""
+    import numpy as np
+
+    from genesis_rna.tokenization import CANONICAL_PAIRS
+
+    i, j, p = (np.asarray(x) for x in probs)
+    s = np.frombuffer(seq.encode("ascii"), dtype=np.uint8)
+    ok = (j - i) >= min_sep
+    canon = np.zeros(len(i), dtype=bool)
+    for a, b in CANONICAL_PAIRS:
+        canon |= (s[i] == ord(a)) & (s[j] == ord(b))
+    ok &= canon
+    return i[ok].astype(np.int64), j[ok].astype(np.int64), p[ok].astype(np.float64)
+
+
+def bench_decode(checkpoint: Path, split_dir: Path, benchmarks: dict[str, str],
+                 max_length: int) -> list[dict]:
+    """Both decoders on the same probabilities; thresholds tuned on val for each."""
+    import numpy as np
+
+    from genesis_rna.decoding import DECODERS, TUNE_THRESHOLDS, decode_candidates, tune_threshold
+    from genesis_rna.eval_metrics import score_pairs
+    from genesis_rna.evaluate import load_benchmark, load_test_split
+    from genesis_rna.inference import load_for_inference, predict_structures
+
+    loaded = load_for_inference(checkpoint)
+    min_sep = int(loaded.config.get("pair_min_sep", 4))
+    floor = min(min(t) for t in TUNE_THRESHOLDS.values())
+
+    def candidates(records) -> list:
+        preds = predict_structures(loaded.model, [r.sequence for r in records], 0.5,
+                                   device=loaded.device, precision=loaded.precision,
+                                   min_sep=min_sep, keep_pair_probs=True, prob_floor=floor,
+                                   progress=True, desc="model")
+        return [_sparse_candidates(r.sequence, p.pair_probs, min_sep)
+                for r, p in zip(records, preds, strict=True)]
+
+    val_records = load_test_split(split_dir / "val.parquet", max_length=max_length)[0]
+    val_cands = candidates(val_records)
+    tuned = {d: tune_threshold(val_cands, [r.pairs for r in val_records], d) for d in DECODERS}
+    sets = {name: load_benchmark(name, path, max_length=max_length)[0]
+            for name, path in benchmarks.items()}
+    cands = {name: candidates(recs) for name, recs in sets.items()}
+    rows = []
+    for decoder in DECODERS:
+        thr, val_f1 = tuned[decoder]
+        for name, recs in sets.items():
+            t0 = time.perf_counter()
+            preds = [decode_candidates(c, thr, decoder) for c in cands[name]]
+            seconds = time.perf_counter() - t0
+            f1 = float(np.mean([score_pairs(p, r.pairs, len(r.sequence))["f1"]
+                                for p, r in zip(preds, recs, strict=True)]))
+            rows.append({"bench": f"decode-{decoder}", "records": len(recs), "seconds": seconds,
+                         "records_per_s": len(recs) / seconds if seconds else 0.0,
+                         "set": name, "threshold": thr, "val_f1": val_f1, "f1": f1})
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_child"]:
@@ -238,7 +302,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(prog="python -m genesis_rna.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="+", choices=["parse", "annotate", "train", "ast"])
+    ap.add_argument("what", nargs="+", choices=["parse", "annotate", "train", "ast", "decode"])
     ap.add_argument("--split_dir", type=Path, default=Path("results/realdata/split"))
     ap.add_argument("--model_size", default="small")
     ap.add_argument("--train_steps", type=int, default=12)
@@ -248,10 +312,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train_config", type=Path, default=Path("config/train_cpu_realdata.yaml"))
     ap.add_argument("--ast_train_rows", type=int, default=4000)
     ap.add_argument("--ast_val_rows", type=int, default=1294)
+    ap.add_argument("--checkpoint", type=Path, help="model.pt for decode")
+    ap.add_argument("--benchmark", action="append", default=[], metavar="NAME=PATH",
+                    help="curated set for decode (repeat)")
+    ap.add_argument("--decode_max_length", type=int, default=512)
     args = ap.parse_args(argv)
+    if "decode" in args.what and (args.checkpoint is None or not args.checkpoint.is_file()):
+        ap.error("decode needs --checkpoint pointing at a trained model.pt")
     if ("parse" in args.what or "annotate" in args.what) and not args.fasta.exists():
         ap.error(f"--fasta {args.fasta} not found (default is ../shared/data/rfam14.9_seed.fasta.gz)")
-    if {"train", "ast"} & set(args.what) and not (args.split_dir / "train.parquet").exists():
+    if {"train", "ast", "decode"} & set(args.what) and not (args.split_dir / "train.parquet").exists():
         ap.error(f"--split_dir {args.split_dir} has no train.parquet (run the workflow first, e.g. "
                  "with --configfile config/realdata.yaml)")
     rows: list[dict] = []
@@ -266,6 +336,10 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_ast(args.split_dir, args.train_config, args.model_size,
                               args.ast_train_rows, args.ast_val_rows, Path(tmp),
                               args.json.parent / "ast_logs")
+        if "decode" in args.what:
+            rows += bench_decode(args.checkpoint, args.split_dir,
+                                 dict(b.split("=", 1) for b in args.benchmark),
+                                 args.decode_max_length)
     for r in rows:
         extra = {k: v for k, v in r.items() if k not in ("bench", "records", "seconds", "records_per_s")}
         print(f"{r['bench']:9s} {r['records']:>9d} rec {r['seconds']:8.2f} s "

@@ -34,8 +34,10 @@ from genesis_rna.tokenization import CANONICAL_PAIRS, VOCAB
 
 DECODERS = ("mea", "greedy")
 DEFAULT_DECODER = "mea"
-# thresholds tried on validation; the lowest is also the candidate floor
-TUNE_THRESHOLDS = tuple(np.round(np.arange(0.05, 0.951, 0.025), 4).tolist())
+# thresholds tried on validation per decoder (the DP costs more than a greedy pass, so a
+# coarser grid); the lowest is also the candidate floor (see the trainer's TUNE_MIN_PROB)
+TUNE_THRESHOLDS = {"greedy": tuple(np.round(np.arange(0.05, 0.951, 0.025), 4).tolist()),
+                   "mea": tuple(np.round(np.arange(0.05, 0.951, 0.05), 4).tolist())}
 
 Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # i, j (0-based, i < j), p
 
@@ -142,14 +144,12 @@ def nested_pairs(i: np.ndarray, j: np.ndarray, p: np.ndarray,
     by_end = np.zeros((m, m))
     for d in range(1, m):
         n = m - d
-        a = np.arange(n)
-        left = by_start[:n, :d]  # S[a, a + k], k = 0..d-1
-        right = by_end[d:, :d][:, ::-1]  # S[a + k + 1, b], k = 0..d-1
-        best = (left + right).max(axis=1)
-        inner = by_start[1 : n + 1, d - 2] if d >= 2 else np.zeros(n)
-        best = np.maximum(best, inner + w[a, a + d])
-        by_start[a, d] = best
-        by_end[a + d, d] = best
+        # bifurcation: S[a, a + k] + S[a + k + 1, b] for k = 0..d-1 (by_end read backwards)
+        best = (by_start[:n, :d] + by_end[d:, d - 1 :: -1]).max(axis=1)
+        pair = np.diagonal(w, d) + (by_start[1 : n + 1, d - 2] if d >= 2 else 0.0)
+        np.maximum(best, pair, out=best)
+        by_start[:n, d] = best
+        by_end[d:, d] = best
 
     def score(x: int, y: int) -> float:
         return 0.0 if y <= x else by_start[x, y - x]
@@ -199,7 +199,7 @@ def tune_threshold(candidates: Sequence[Candidates], true_pairs: Sequence[Iterab
     Returns (best threshold, its mean F1); ties go to the higher threshold.
     """
     check_decoder(decoder)
-    thresholds = sorted(TUNE_THRESHOLDS if thresholds is None else thresholds)
+    thresholds = sorted(TUNE_THRESHOLDS[decoder] if thresholds is None else thresholds)
     sums = np.zeros(len(thresholds))
     for (i, j, p), true in zip(candidates, true_pairs, strict=True):
         true_set = list(true)

@@ -74,5 +74,47 @@ def test_a_training_parameter_reruns_training_and_downstream_only(trained_copy):
 def test_report_collects_plots_evaluation_and_config(trained_copy):
     snakemake(trained_copy, "--configfile=test_config.yaml", "--report", "report.html")
     html = (trained_copy / "report.html").read_text(errors="replace")
-    for item in ("summary.png", "f1_vs_length_test.png", "summary.tsv", "run_config.yaml"):
+    for item in ("summary.png", "f1_vs_length_test.png", "summary.tsv", "run_config.yaml",
+                 "models.tsv"):
         assert item in html, item
+
+
+def test_finetune_stage_starts_from_the_pretrained_weights(trained_copy):
+    """The demo config fine-tunes on the designed structures: same split relabelled, weights
+    from the pretrained model, both models evaluated side by side."""
+    import json
+
+    import pandas as pd
+    import pyarrow.parquet as pq
+    import yaml
+
+    results = trained_copy / "results"
+    run_cfg = yaml.safe_load((results / "finetune" / "run_config.yaml").read_text())
+    assert run_cfg["init_from"] == "results/train/model.pt"
+    counts = json.loads((results / "finetune_data" / "counts.json").read_text())
+    for name in ("train", "val", "test"):
+        ids = set(pq.read_table(results / "split" / f"{name}.parquet", columns=["id"])["id"]
+                  .to_pylist())
+        relabelled = pq.read_table(results / "finetune_data" / f"{name}.parquet")
+        assert set(relabelled["id"].to_pylist()) <= ids  # the same split, never mixed
+        assert counts[name]["labelled"] == relabelled.num_rows > 0
+        sources = set(relabelled["label_source"].to_pylist())
+        assert sources == {"provided:demo_structures.tsv.gz"}
+    log = (results / "logs" / "finetune_model.log").read_text()
+    assert "initialized from the weights of results/train/model.pt" in log
+    models = pd.read_csv(results / "evaluation" / "models.tsv", sep="\t")
+    assert set(models["run"]) == {"train", "finetune"}
+    assert set(models["dataset"]) == {"test"}
+    assert models["model_f1"].between(0, 1).all() and models["vienna_f1"].between(0, 1).all()
+    assert (models["pair_decoder"] == "mea").all()
+    # editing the fine-tune config reruns the fine-tune and what reads it, not the pretraining
+    _tiny_config(trained_copy)
+    cfg = trained_copy / "config" / "finetune_cpu_demo.yaml"
+    before = cfg.read_text()
+    try:
+        cfg.write_text(before.replace("learning_rate: 1.0e-3", "learning_rate: 5.0e-4"))
+        plan = planned_rules(trained_copy, "--configfile=test_config.yaml")
+        assert {"finetune_model", "evaluate_model", "compare_models"} <= plan
+        assert not plan & (UPSTREAM | {"train_model", "label_finetune"}), plan
+    finally:
+        cfg.write_text(before)

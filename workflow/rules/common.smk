@@ -84,7 +84,9 @@ def model_runs():
 
 
 def model_file(run):
-    return f"{RESULTS}/{run}/model.pt"
+    """The file evaluated for a run: the last epoch's model.pt or model_best.pt (evaluate.checkpoint)."""
+    name = "model_best.pt" if config["evaluate"]["checkpoint"] == "best" else "model.pt"
+    return f"{RESULTS}/{run}/{name}"
 
 
 def train_launcher():

@@ -35,6 +35,7 @@ rule finetune_model:
         code=trainer_code(),
     output:
         model=f"{RESULTS}/{{run}}/model.pt",
+        model_best=f"{RESULTS}/{{run}}/model_best.pt",
         metrics=f"{RESULTS}/{{run}}/training_metrics.csv",
         run_config=f"{RESULTS}/{{run}}/run_config.yaml",
     log:
@@ -58,6 +59,8 @@ rule finetune_model:
         threads_per_process=lambda wc, threads: max(
             1, threads // max(1, config["train"]["gpus"])
         ),
+    message:
+        "Fine-tuning ({wildcards.run}) with {input.train_config}; progress lines every minute: tail -f {log}"
     shell:
         "{params.launcher} --config {input.train_config} {params.init}"
         " --data_path {params.data_path} --output_dir {params.output_dir}"

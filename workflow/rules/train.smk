@@ -10,6 +10,7 @@ rule train_model:
         code=trainer_code(),
     output:
         model=f"{RESULTS}/train/model.pt",
+        model_best=f"{RESULTS}/train/model_best.pt",
         metrics=f"{RESULTS}/train/training_metrics.csv",
         run_config=f"{RESULTS}/train/run_config.yaml",
     log:
@@ -30,6 +31,8 @@ rule train_model:
         threads_per_process=lambda wc, threads: max(
             1, threads // max(1, config["train"]["gpus"])
         ),
+    message:
+        "Training (stage 1) with {input.train_config}; progress lines every minute: tail -f {log}"
     shell:
         "{params.launcher} --config {input.train_config}"
         " --data_path {params.data_path} --output_dir {params.output_dir}"
