@@ -6,19 +6,23 @@ A checkpoint is a dict of tensors, numbers, strings, lists and dicts only, so
 
 from __future__ import annotations
 
+import pickle
 import random
 import re
 import warnings
+import zipfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from genesis_rna.atomic import atomic_path
+from genesis_rna.errors import InputFileError
 from genesis_rna.model import GenesisRNA, ModelConfig
 from genesis_rna.tokenization import Tokenizer
 
 CHECKPOINT_RE = re.compile(r"^ckpt_step(\d{9})\.pt$")
+MODEL_KEYS = ("model_config", "model", "tokenizer", "config", "pair_threshold")  # of model.pt
 
 
 def save_checkpoint(path: str | Path, state: dict) -> None:
@@ -35,9 +39,48 @@ def save_checkpoint(path: str | Path, state: dict) -> None:
             raise
 
 
+NOT_A_MODEL = ("is not a Genesis RNA model checkpoint ({}); it must be a model.pt written by "
+               "genesis_rna.train_pretrain")
+# torch's words for an archive it cannot read (truncated, corrupt, not written by torch.save);
+# other RuntimeErrors (e.g. a CUDA map_location without CUDA) are not about the file
+_BAD_ARCHIVE = re.compile(r"PytorchStreamReader|inline_container|zip archive", re.IGNORECASE)
+_UNSAFE_GLOBAL = re.compile(r"Unsupported global: GLOBAL ([\w.]+)")
+
+
+def _unreadable_reason(exc: Exception) -> str | None:
+    """Why torch.load could not read the file, in a few words; None if not the file's fault."""
+    if isinstance(exc, pickle.UnpicklingError):
+        # torch's own text advises weights_only=False, i.e. running the file's code: never
+        # repeat it; name the offending Python object instead, when there is one
+        found = _UNSAFE_GLOBAL.search(str(exc))
+        if found:
+            return f"it holds a pickled Python object ({found.group(1)}), which is never loaded"
+        return "not a file written by torch.save"
+    if isinstance(exc, EOFError):
+        return "empty or truncated file"
+    if isinstance(exc, zipfile.BadZipFile):
+        return "corrupt zip archive"
+    if isinstance(exc, RuntimeError):
+        return "truncated or corrupt archive" if _BAD_ARCHIVE.search(str(exc)) else None
+    if isinstance(exc, (KeyError, ValueError, UnicodeDecodeError)):
+        return "not a file written by torch.save"
+    return None
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict:
-    """Load with ``weights_only=True``: anything but plain data raises an UnpicklingError."""
-    return torch.load(path, map_location=map_location, weights_only=True)
+    """Load with ``weights_only=True`` (no pickled code can run). A file that is not a torch
+    checkpoint of plain data raises InputFileError saying so."""
+    try:
+        with warnings.catch_warnings():
+            # torch warns about the pickle protocol of files it then refuses anyway
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            return torch.load(path, map_location=map_location, weights_only=True)
+    except (pickle.UnpicklingError, EOFError, zipfile.BadZipFile, RuntimeError, KeyError,
+            ValueError, UnicodeDecodeError) as exc:
+        reason = _unreadable_reason(exc)
+        if reason is None:
+            raise
+        raise InputFileError(path, NOT_A_MODEL.format(reason)) from None
 
 
 class CheckpointManager:
@@ -115,6 +158,14 @@ def load_model(path: str | Path, device: str | torch.device = "cpu"
     saved before decoders were named were tuned for the greedy decoder.
     """
     state = load_checkpoint(path, map_location=device)
+    if not isinstance(state, dict):
+        raise InputFileError(path, NOT_A_MODEL.format(f"it holds a {type(state).__name__}"))
+    missing = [k for k in MODEL_KEYS if k not in state]
+    if missing == ["pair_threshold"]:
+        raise InputFileError(path, NOT_A_MODEL.format(
+            "a training checkpoint without the tuned pair threshold of a finished run"))
+    if missing:
+        raise InputFileError(path, NOT_A_MODEL.format(f"no {missing[0]!r} entry"))
     model = GenesisRNA(ModelConfig(**state["model_config"]))
     model.load_state_dict(state["model"])
     model.to(device).eval()

@@ -185,7 +185,7 @@ def _check_params(min_length: int, max_length: int | None, max_ambiguous_fractio
     if iupac not in ("to_n", "reject"):
         raise ConfigError("parse.iupac", f"unknown value {iupac!r}; use 'to_n' or 'reject'")
     if row_group_size < 1:
-        raise ConfigError("parse.row_group_size", f"must be >= 1, got {row_group_size}")
+        raise ConfigError("row_group_size", f"must be >= 1, got {row_group_size}")
 
 
 def parse_fasta(

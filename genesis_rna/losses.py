@@ -1,4 +1,5 @@
-"""Multi-task loss: MLM cross-entropy + structure cross-entropy + binary focal loss on pairs.
+"""Multi-task loss: MLM cross-entropy + structure cross-entropy + binary focal loss on pairs
+(or plain binary cross-entropy: ``use_focal_loss_for_pairs: false``).
 
 Every term sees real positions only: MLM at masked nucleotides, structure at nucleotides,
 pairs over the upper triangle of nucleotide x nucleotide cells with |i - j| >= min_sep. Padding
@@ -35,11 +36,16 @@ class BinaryFocalLoss(nn.Module):
     shrink every pair's weight as 1/L^2 and the whole pair signal as 1/L (0.005 at L = 100 next
     to an MLM loss of 1.3: measured, the pair head then barely learned). The batch loss is the
     mean over samples that have at least one valid cell.
+
+    ``focal=False`` gives plain binary cross-entropy (alpha_t = 1, gamma = 0: every cell
+    weighted alike; alpha = 0.5 would halve it) with the same per-sample sum / L, so the
+    two losses are on comparable scales.
     """
 
-    def __init__(self, alpha: float = 0.75, gamma: float = 2.0, min_sep: int = 4):
+    def __init__(self, alpha: float = 0.75, gamma: float = 2.0, min_sep: int = 4,
+                 focal: bool = True):
         super().__init__()
-        self.alpha, self.gamma, self.min_sep = alpha, gamma, min_sep
+        self.alpha, self.gamma, self.min_sep, self.focal = alpha, gamma, min_sep, focal
 
     def per_sample(self, logits: torch.Tensor, target: torch.Tensor,
                    nucleotide_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -50,9 +56,12 @@ class BinaryFocalLoss(nn.Module):
         log_p = F.logsigmoid(x)
         log_not_p = F.logsigmoid(-x)
         log_pt = y * log_p + (1 - y) * log_not_p
-        pt = log_pt.exp()
-        alpha_t = y * self.alpha + (1 - y) * (1 - self.alpha)
-        cell = -alpha_t * (1 - pt).pow(self.gamma) * log_pt
+        if self.focal:
+            pt = log_pt.exp()
+            alpha_t = y * self.alpha + (1 - y) * (1 - self.alpha)
+            cell = -alpha_t * (1 - pt).pow(self.gamma) * log_pt
+        else:
+            cell = -log_pt
         cell = torch.where(valid, cell, torch.zeros_like(cell))
         count = valid.sum(dim=(1, 2))
         length = nucleotide_mask.sum(1).to(cell.dtype)
@@ -77,21 +86,22 @@ class LossOutput:
     total: torch.Tensor  # scalar, differentiable
     mlm: torch.Tensor  # scalar: mean CE over all masked tokens in the batch
     struct: torch.Tensor  # scalar: mean CE over all nucleotides in the batch
-    pair: torch.Tensor  # scalar: mean over samples of per-sample focal loss
+    pair: torch.Tensor  # scalar: mean over samples of per-sample focal (or BCE) loss
     per_sample: torch.Tensor  # [B] weighted per-sample total (detached), for AST
 
 
 class MultiTaskLoss(nn.Module):
     def __init__(self, w_mlm: float = 1.0, w_struct: float = 0.8, w_pair: float = 1.5,
-                 focal_alpha: float = 0.75, focal_gamma: float = 2.0, min_sep: int = 4):
+                 focal_alpha: float = 0.75, focal_gamma: float = 2.0, min_sep: int = 4,
+                 use_focal: bool = True):
         super().__init__()
         self.w_mlm, self.w_struct, self.w_pair = w_mlm, w_struct, w_pair
-        self.focal = BinaryFocalLoss(focal_alpha, focal_gamma, min_sep)
+        self.pair_loss = BinaryFocalLoss(focal_alpha, focal_gamma, min_sep, focal=use_focal)
 
     def forward(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> LossOutput:
         mlm_sum, mlm_n = _per_sample_ce(out["mlm_logits"], batch["mlm_labels"])
         st_sum, st_n = _per_sample_ce(out["struct_logits"], batch["struct_labels"])
-        pair_ps, pair_n = self.focal.per_sample(
+        pair_ps, pair_n = self.pair_loss.per_sample(
             out["pair_logits"], dense_pair_target(batch), batch["nucleotide_mask"])
         mlm = mlm_sum.sum() / mlm_n.sum().clamp(min=1)
         struct = st_sum.sum() / st_n.sum().clamp(min=1)

@@ -215,6 +215,47 @@ def assign_clusters(sizes: dict[str, int], fractions: dict[str, float], seed: in
     return assignment
 
 
+MIN_USEFUL_SPLIT = 10  # val/test sequences below which their metrics are mostly noise
+CLUSTER_UNITS = {"mmseqs": "MMseqs2 clusters", "family": "family/clan groups", "random": "sequences"}
+
+
+def check_split_sizes(method: str, n_input: int, kept_sizes: Counter, assignment: dict[str, str],
+                      fractions: dict[str, float]) -> None:
+    """Before anything is written: fail if train, or a requested val/test, would be empty;
+    warn on stderr (the rule's log) if a requested val/test would be tiny."""
+    planned = Counter()
+    for cluster, n in kept_sizes.items():
+        planned[assignment[cluster]] += n
+    kept = sum(planned.values())
+    removed = n_input - kept
+    counts = (f"input {n_input} sequences, removed {removed}, train {planned['train']} / "
+              f"val {planned['val']} / test {planned['test']}")
+    wanted = [name for name in ("val", "test") if fractions[name] > 0]
+    empty = [name for name in ("train", *wanted) if planned[name] == 0]
+    if empty:
+        if kept == 0 and removed:
+            key, cause = "split.decontaminate", "decontamination removed every sequence"
+        elif kept == 0:
+            key, cause = "split", "there are no annotated sequences to split"
+        else:
+            key = "split.test_fraction" if empty == ["test"] else "split.val_fraction"
+            units = CLUSTER_UNITS[method]
+            grouped = "" if method == "random" else f" in {len(kept_sizes)} {units}, each kept whole,"
+            fix = "smaller" if "train" in empty else "larger"
+            cause = (f"{kept} kept sequences{grouped} are too few for val_fraction "
+                     f"{fractions['val']:g} and test_fraction {fractions['test']:g}; use a larger "
+                     f"corpus or {fix} fractions")
+            if removed:
+                cause += f" (decontamination removed {removed})"
+        raise ConfigError(key, f"the split would leave {', '.join(empty)} empty ({counts}): "
+                          f"{cause}; nothing was written")
+    tiny = [f"{name} {planned[name]}" for name in wanted if planned[name] < MIN_USEFUL_SPLIT]
+    if tiny:
+        print(f"warning: small split: {', '.join(tiny)} sequences ({counts}); metrics on fewer "
+              f"than {MIN_USEFUL_SPLIT} sequences are noise; use a larger corpus or larger "
+              "split fractions", file=sys.stderr)
+
+
 def split_dataset(
     annotations: str | Path, out_dir: str | Path, report_path: str | Path, *,
     method: str = "mmseqs", mode: str = "linclust", min_seq_id: float = 0.8,
@@ -298,6 +339,8 @@ def split_dataset(
     sizes = Counter(member_of.values())
     kept_sizes = Counter(member_of[rid] for rid in ids if removal_reason(rid) is None)
     assignment = assign_clusters(kept_sizes, {"val": val_fraction, "test": test_fraction}, seed)
+    check_split_sizes(method, len(ids), kept_sizes, assignment,
+                      {"val": val_fraction, "test": test_fraction})
 
     counts = Counter()
     writers = {name: ParquetStreamWriter(out_dir / f"{name}.parquet", SPLITS) for name in ("train", "val", "test")}

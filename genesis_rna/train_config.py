@@ -4,6 +4,9 @@ Precedence: dataclass defaults < YAML file (``--config``) < flags given on the c
 Every argparse flag defaults to None, so a flag that was not typed cannot mask the file's
 value, and a flag that was typed always wins (the replaced project silently ignored flags
 whenever a config file was given).
+
+The replaced Genesis RNA trainer's documented key names are accepted as aliases (ALIASES), in
+files and as flags; the resolved config (run_config.yaml, model.pt) holds the canonical names.
 """
 
 from __future__ import annotations
@@ -31,29 +34,29 @@ RESOLVED_SECTION = "resolved"
 
 @dataclass
 class TrainConfig:
+    # One-line descriptions of every field: HELP below (the source of --help).
     # paths
-    data_path: str | None = None  # folder with train.parquet and val.parquet
-    output_dir: str | None = None  # receives model.pt, training_metrics.csv, run_config.yaml
-    checkpoint_dir: str | None = None  # default: <output_dir>/checkpoints
-    # fine-tuning: start from this model's weights only (fresh optimizer, schedule, AST); the
-    # architecture keys below must match it (max_len and dropout may differ)
+    data_path: str | None = None
+    output_dir: str | None = None
+    checkpoint_dir: str | None = None
+    # fine-tuning (weights only; max_len and dropout may differ from the pretrained model's)
     init_from: str | None = None
     # model
     model_size: str = "small"
     dropout: float = 0.1
-    pair_conv_layers: int = 4  # residual 3x3 conv layers refining the pair map (0 = none)
+    pair_conv_layers: int = 4
     pair_conv_channels: int = 16
-    pair_conv_max_dilation: int = 8  # conv dilations cycle 1, 2, 4, ... up to this (power of 2)
-    pair_type_channels: bool = True  # pair map starts with learned (nucleotide_i, nucleotide_j) channels
-    struct_from_pairs: bool = True  # structure head also reads the pair map pooled per position
-    max_len: int = 512  # tokens per sequence incl. CLS and SEP; longer sequences are cropped
+    pair_conv_max_dilation: int = 8
+    pair_type_channels: bool = True
+    struct_from_pairs: bool = True
+    max_len: int = 512
     # data
-    bucket_multiple: int = 32  # batch widths are rounded up to a multiple of this
+    bucket_multiple: int = 32
     mask_prob: float = 0.15
     num_workers: int = 0
     # optimization
     num_epochs: int = 10
-    batch_size: int = 32  # per process: under torchrun the global batch is this x processes
+    batch_size: int = 32
     learning_rate: float = 2e-4
     weight_decay: float = 0.01
     grad_clip: float = 1.0
@@ -64,11 +67,12 @@ class TrainConfig:
     loss_weight_mlm: float = 1.0
     loss_weight_struct: float = 0.8
     loss_weight_pair: float = 1.5
+    use_focal_loss_for_pairs: bool = True
     focal_alpha: float = 0.75
     focal_gamma: float = 2.0
-    pair_min_sep: int = 4  # |i - j| below this is never a pair (loss, metrics, post-processing)
-    pair_threshold: float = 0.5  # pair-probability cut for the per-epoch metrics (final: tuned)
-    pair_decoder: str = "mea"  # probabilities -> structure: mea (nested) or greedy (may cross)
+    pair_min_sep: int = 4
+    pair_threshold: float = 0.5
+    pair_decoder: str = "mea"
     # adaptive sparse training
     use_ast: bool = True
     ast_target_activation: float = 0.4
@@ -79,13 +83,14 @@ class TrainConfig:
     mixed_precision: str = "bf16"
     device: str = "auto"
     seed: int = 42
-    activation_checkpointing: bool = False  # recompute pair-map activations in backward (less RAM)
-    threads: int | None = None  # torch intra-op threads per process; default: cores / processes
-    ddp_backend: str = "auto"  # under torchrun: auto = nccl on CUDA, gloo on CPU
+    activation_checkpointing: bool = False
+    threads: int | None = None
+    ddp_backend: str = "auto"
     save_every_steps: int = 500
     resume: bool = True
-    max_nonfinite_steps: int = 20  # abort after this many consecutive non-finite steps
-    progress: bool = True  # tqdm progress bar
+    max_nonfinite_steps: int = 20
+    progress: bool = True
+    log_every_s: float = 60.0
 
     def __post_init__(self) -> None:
         positive = ("pair_conv_channels", "max_len", "bucket_multiple", "num_epochs", "batch_size",
@@ -155,11 +160,79 @@ class TrainConfig:
         return asdict(self)
 
 
+# The one-line description of each field: the source of --help (choices and default are added).
+HELP = {
+    "data_path": "folder with train.parquet and val.parquet (required)",
+    "output_dir": "receives model.pt, training_metrics.csv, run_config.yaml (required)",
+    "checkpoint_dir": "folder of the step checkpoints; unset: <output_dir>/checkpoints",
+    "init_from": "fine-tune: start from this model.pt's weights only (fresh optimizer, schedule, "
+                 "AST); the architecture keys must match it",
+    "model_size": "transformer preset (width, layers, heads; see genesis_rna.model.MODEL_SIZES)",
+    "dropout": "dropout probability",
+    "pair_conv_layers": "residual 3x3 conv layers refining the pair map (0 = none)",
+    "pair_conv_channels": "channels of the pair-map convs",
+    "pair_conv_max_dilation": "conv dilations cycle 1, 2, 4, ... up to this (power of 2)",
+    "pair_type_channels": "pair map starts with learned (nucleotide_i, nucleotide_j) channels",
+    "struct_from_pairs": "structure head also reads the pair map pooled per position",
+    "max_len": "tokens per sequence incl. CLS and SEP; longer sequences are cropped",
+    "bucket_multiple": "batch widths are rounded up to a multiple of this",
+    "mask_prob": "fraction of nucleotides masked for the MLM loss",
+    "num_workers": "data-loader worker processes (0 = load in the training process)",
+    "num_epochs": "passes over the train split",
+    "batch_size": "sequences per step and process (under torchrun the global batch is this x "
+                  "processes)",
+    "learning_rate": "peak AdamW learning rate, reached after the warmup",
+    "weight_decay": "AdamW weight decay of weight matrices (biases and norms get none)",
+    "grad_clip": "gradients are clipped to this global norm",
+    "scheduler": "learning-rate schedule after the warmup",
+    "warmup_steps": "optimizer steps of linear warmup from 0 to learning_rate",
+    "min_lr_ratio": "the schedule's final learning rate, as a fraction of learning_rate",
+    "loss_weight_mlm": "weight of the masked-nucleotide loss; 0 freezes that head",
+    "loss_weight_struct": "weight of the per-nucleotide structure loss; 0 freezes that head",
+    "loss_weight_pair": "weight of the pair-map loss; 0 freezes that head",
+    "use_focal_loss_for_pairs": "pair loss: focal loss, or plain binary cross-entropy "
+                                "(--no-use_focal_loss_for_pairs; then focal_* are unused)",
+    "focal_alpha": "focal-loss weight of pair cells (non-pair cells get 1 - alpha)",
+    "focal_gamma": "focal-loss exponent: down-weights cells already predicted well (0 = none)",
+    "pair_min_sep": "|i - j| below this is never a pair (loss, metrics, post-processing)",
+    "pair_threshold": "pair-probability cut of the per-epoch metrics (the final one is tuned on "
+                      "val)",
+    "pair_decoder": "probabilities -> structure: mea (nested) or greedy (may cross)",
+    "use_ast": "adaptive sparse training: each step trains only the drawn samples of highest "
+               "remembered loss",
+    "ast_target_activation": "AST: fraction of the drawn samples trained per step",
+    "ast_kp": "AST threshold controller: proportional gain",
+    "ast_ki": "AST threshold controller: integral gain",
+    "ast_smoothing": "AST: EMA factor of the measured activation rate",
+    "mixed_precision": "autocast precision (fp16 needs CUDA)",
+    "device": "where to train; auto = CUDA when available, else CPU",
+    "seed": "random seed (initialization, data order, masking)",
+    "activation_checkpointing": "recompute pair-map activations in backward (less memory, same "
+                                "numbers)",
+    "threads": "torch intra-op threads per process; unset: cores / processes",
+    "ddp_backend": "under torchrun: auto = nccl on CUDA, gloo on CPU",
+    "save_every_steps": "checkpoint every this many optimizer steps (and at each epoch end)",
+    "resume": "continue from the newest matching checkpoint (--no-resume: start over)",
+    "max_nonfinite_steps": "abort after this many consecutive non-finite steps",
+    "progress": "tqdm progress bar",
+    "log_every_s": "without the bar: a progress line (step, ETA, loss, ...) this often",
+}
+
+# Fields with a fixed set of values (listed in --help; __post_init__ enforces them).
+CHOICES = {"model_size": tuple(MODEL_SIZES), "scheduler": tuple(SCHEDULERS),
+           "pair_decoder": tuple(DECODERS), "mixed_precision": PRECISIONS, "device": DEVICES,
+           "ddp_backend": DDP_BACKENDS}
+
+# The replaced Genesis RNA trainer's documented names -> ours. Its other documented keys
+# (min_lr_ratio, use_focal_loss_for_pairs, focal_alpha, focal_gamma) have the same names here.
+ALIASES = {"lr_scheduler_type": "scheduler", "mlm_loss_weight": "loss_weight_mlm",
+           "structure_loss_weight": "loss_weight_struct", "pair_loss_weight": "loss_weight_pair"}
+
 # Keys that change how a run is executed but not what it computes: a checkpoint or a finished
 # model made under other values of these is still the same run.
 RUNTIME_KEYS = frozenset({"data_path", "output_dir", "checkpoint_dir", "num_workers", "threads",
                           "save_every_steps", "resume", "progress", "ddp_backend",
-                          "activation_checkpointing"})
+                          "activation_checkpointing", "log_every_s"})
 
 
 def semantic_config(cfg: dict) -> dict:
@@ -176,7 +249,8 @@ def _field_type(f: dataclasses.Field) -> type:
 
 
 def load_yaml_config(path: str | Path) -> dict:
-    """Read a flat YAML mapping; unknown keys and wrong types raise ConfigError naming them."""
+    """Read a flat YAML mapping; unknown keys and wrong types raise ConfigError naming them.
+    Aliases (ALIASES) come back under the canonical name; a key given under both is an error."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -191,24 +265,29 @@ def load_yaml_config(path: str | Path) -> dict:
     # record of what the run used (device, precision, sizes), not a setting.
     data = {k: v for k, v in data.items() if k != RESOLVED_SECTION}
     known = {f.name: f for f in fields(TrainConfig)}
-    unknown = sorted(str(k) for k in set(data) - set(known))
+    unknown = sorted(str(k) for k in set(data) - set(known) - set(ALIASES))
     if unknown:
         raise ConfigError(unknown[0], f"unknown key(s) {unknown} in {path}")
+    for alias, canonical in ALIASES.items():
+        if alias in data and canonical in data:
+            raise ConfigError(canonical, f"given twice in {path}: as '{canonical}' and as its "
+                              f"alias '{alias}'; keep one")
     out = {}
     for key, val in data.items():
+        name = ALIASES.get(key, key)  # errors name the key as the file spells it
         if val is None:
             # only "X | None" fields may be left empty in the file
-            hint = typing.get_type_hints(TrainConfig)[key]
+            hint = typing.get_type_hints(TrainConfig)[name]
             if not (isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)):
                 raise ConfigError(key, f"needs a value in {path}")
-            out[key] = None
+            out[name] = None
             continue
-        t = _field_type(known[key])
+        t = _field_type(known[name])
         if t is float and isinstance(val, int) and not isinstance(val, bool):
             val = float(val)
         if not isinstance(val, t) or (t is int and isinstance(val, bool)):
             raise ConfigError(key, f"expected {t.__name__}, got {val!r} in {path}")
-        out[key] = val
+        out[name] = val
     return out
 
 
@@ -217,17 +296,29 @@ def build_parser() -> argparse.ArgumentParser:
         prog="python -m genesis_rna.train_pretrain",
         description="Pretrain the Genesis RNA multi-task model. Flags override --config.",
     )
-    parser.add_argument("--config", help="YAML file with any of the options below")
+    parser.add_argument("--config", help="YAML file with any of the options below (the same "
+                        "names as keys, e.g. batch_size: 16)")
+    aliases_of = {canonical: alias for alias, canonical in ALIASES.items()}
     for f in fields(TrainConfig):
         t = _field_type(f)
-        flag = f"--{f.name}"
-        default = f.default
-        help_text = f"(default: {default})"
+        notes = []
+        if f.name in CHOICES:
+            notes.append("choices: " + ", ".join(CHOICES[f.name]))
+        if f.default is not None:
+            notes.append(f"default: {f.default}")
+        if f.name in aliases_of:
+            notes.append(f"alias: {aliases_of[f.name]}")
+        help_text = HELP[f.name] + (f" ({'; '.join(notes)})" if notes else "")
+        help_text = help_text.replace("%", "%%")  # argparse formats help with %
         if t is bool:
-            parser.add_argument(flag, action=argparse.BooleanOptionalAction, default=None,
-                                help=help_text)
+            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction,
+                                default=None, help=help_text)
         else:
-            parser.add_argument(flag, type=t, default=None, help=help_text)
+            parser.add_argument(f"--{f.name}", type=t, default=None, help=help_text)
+        if f.name in aliases_of:  # a separate dest, so giving both spellings can be refused
+            alias = aliases_of[f.name]
+            parser.add_argument(f"--{alias}", dest=alias, type=t, default=None,
+                                help=f"same as --{f.name} (the replaced trainer's name)")
     return parser
 
 
@@ -236,6 +327,12 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     values: dict = {}
     if args.config:
         values.update(load_yaml_config(args.config))
+    for alias, canonical in ALIASES.items():
+        if getattr(args, alias) is not None:
+            if getattr(args, canonical) is not None:
+                raise ConfigError(canonical, f"given twice on the command line: as --{canonical} "
+                                  f"and as its alias --{alias}; keep one")
+            setattr(args, canonical, getattr(args, alias))
     for f in fields(TrainConfig):
         v = getattr(args, f.name)
         if v is not None:

@@ -26,7 +26,10 @@ import hashlib
 import math
 import pickle
 import random
+import shutil
+import signal
 import sys
+import threading
 import time
 import warnings
 from pathlib import Path
@@ -38,7 +41,7 @@ from tqdm import tqdm
 
 from genesis_rna.allocator import active_allocator, tcmalloc_library
 from genesis_rna.ast_controller import ASTController
-from genesis_rna.atomic import atomic_open
+from genesis_rna.atomic import atomic_open, atomic_path
 from genesis_rna.checkpoint import (
     CheckpointManager,
     capture_rng_state,
@@ -79,6 +82,20 @@ def file_sha1(path: str | Path) -> str:
 
 class TrainingDivergedError(GenesisError, RuntimeError):
     """Too many consecutive steps with a non-finite loss or gradient."""
+
+
+class TrainingInterrupted(GenesisError, RuntimeError):
+    """SIGINT or SIGTERM arrived; a checkpoint was saved at the next step boundary."""
+
+    def __init__(self, signum: int, message: str):
+        super().__init__(message)
+        self.signum = signum
+
+
+def _duration(seconds: float) -> str:
+    seconds = int(max(seconds, 0))
+    h, rem = divmod(seconds, 3600)
+    return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
 
 
 def resolve_runtime(cfg: TrainConfig) -> tuple[torch.device, str]:
@@ -183,11 +200,11 @@ class EpochStats:
         for k in LOSS_KEYS:
             v[k] += losses[k]
         mlm_lab = batch["mlm_labels"]
-        m = mlm_lab != -100
+        m = mlm_lab != IGNORE_INDEX
         v["mlm_correct"] += float((out["mlm_logits"].argmax(-1)[m] == mlm_lab[m]).sum())
         v["mlm_total"] += float(m.sum())
         st = batch["struct_labels"]
-        s = st != -100
+        s = st != IGNORE_INDEX
         v["struct_correct"] += float((out["struct_logits"].argmax(-1)[s] == st[s]).sum())
         v["struct_total"] += float(s.sum())
         v["tokens"] += float(batch["lengths"].sum())
@@ -304,7 +321,7 @@ class Trainer:
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
         self.criterion = MultiTaskLoss(cfg.loss_weight_mlm, cfg.loss_weight_struct,
                                        cfg.loss_weight_pair, cfg.focal_alpha, cfg.focal_gamma,
-                                       cfg.pair_min_sep)
+                                       cfg.pair_min_sep, use_focal=cfg.use_focal_loss_for_pairs)
         self.ast = (ASTController(len(self.train_data), cfg.ast_target_activation, cfg.ast_kp,
                                   cfg.ast_ki, cfg.ast_smoothing) if cfg.use_ast else None)
         self.checkpoints = CheckpointManager(cfg.resolved_checkpoint_dir(), keep=2)
@@ -318,6 +335,9 @@ class Trainer:
         self.wall_time = 0.0
         self.consecutive_nonfinite = 0
         self.stats = EpochStats()
+        self.best_val_f1 = -1.0  # val pair F1 after decoding: model_best.pt is that epoch's
+        self.best_epoch = 0
+        self.stop_signal: int | None = None  # set by the SIGINT/SIGTERM handler
 
     # ----------------------------------------------------------------- fine-tuning
     def _load_init_weights(self) -> str:
@@ -405,6 +425,7 @@ class Trainer:
                 "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
                 "global_step": self.global_step, "epochs_completed": self.epochs_completed,
                 "wall_time_s": self.wall_time, "consecutive_nonfinite": self.consecutive_nonfinite,
+                "best_val_f1": self.best_val_f1, "best_epoch": self.best_epoch,
             },
             "epoch_stats": self.stats.state(),
             # the metrics rows so far, so a resumed run can rewrite training_metrics.csv
@@ -423,6 +444,8 @@ class Trainer:
         self.global_step, self.epochs_completed = int(p["global_step"]), int(p["epochs_completed"])
         self.wall_time = float(p["wall_time_s"])
         self.consecutive_nonfinite = int(p["consecutive_nonfinite"])
+        self.best_val_f1 = float(p.get("best_val_f1", -1.0))
+        self.best_epoch = int(p.get("best_epoch", 0))
         restore_rng_state(state["rng"])
         if self.dist.enabled:
             mine = state["rank_states"][self.dist.rank]
@@ -434,11 +457,57 @@ class Trainer:
             self.stats = EpochStats(state["epoch_stats"])
         self.metrics_rows = [dict(r) for r in state.get("metrics_rows", [])]
 
-    def save(self) -> None:
+    def save(self) -> Path:
         state = self.state_dict()
+        path = self.checkpoints.path_for(self.global_step)
         if self.dist.is_main:
             path = self.checkpoints.save(self.global_step, state)
             tqdm.write(f"checkpoint: {path} (epoch {self.epoch + 1}, batch {self.batch_in_epoch})")
+        return path
+
+    # ----------------------------------------------------------------- stopping on a signal
+    def _on_signal(self, signum: int, frame) -> None:
+        if self.stop_signal is None:
+            self.stop_signal = signum
+            self.log(f"received {signal.Signals(signum).name}: saving a checkpoint at the end of "
+                     "this step, then stopping (send it again to stop at once)")
+        else:  # a second signal: the user insists
+            signal.signal(signum, signal.SIG_DFL)
+            signal.raise_signal(signum)
+
+    def _stop_requested(self) -> bool:
+        """Whether any rank got a signal (collective under DDP: all ranks stop together)."""
+        local = 0 if self.stop_signal is None else int(self.stop_signal)
+        if not self.dist.enabled:
+            return bool(local)
+        agreed = int(self.dist.all_reduce(torch.tensor([local], dtype=torch.float64), op="max")[0])
+        if agreed and self.stop_signal is None:
+            self.stop_signal = agreed
+        return bool(agreed)
+
+    def _stop(self) -> None:
+        path = self.save()
+        name = signal.Signals(self.stop_signal).name
+        raise TrainingInterrupted(
+            self.stop_signal, f"stopped by {name} at step {self.global_step} (epoch "
+            f"{self.epoch + 1}, batch {self.batch_in_epoch}); checkpoint saved to {path}. Run "
+            "the same command again to resume exactly from it.")
+
+    def _progress_line(self, t_start: float, start_batch: int) -> str:
+        done = self.batch_in_epoch - start_batch
+        left_epoch = self.steps_per_epoch - self.batch_in_epoch
+        left = left_epoch + self.steps_per_epoch * (self.cfg.num_epochs - self.epoch - 1)
+        elapsed = time.perf_counter() - t_start
+        eta = elapsed / max(done, 1) * left
+        steps = max(self.stats.v["steps"] - self.stats.v["nonfinite"], 1)
+        loss = self.stats.v["loss"] * self.dist.world_size / steps
+        act = f"{self.ast.epoch_activation_rate():.2f}" if self.ast else "1 (AST off)"
+        rate = self.stats.v["tokens"] / self.stats.v["compute_s"] if self.stats.v["compute_s"] else 0
+        return (f"[progress] epoch {self.epoch + 1}/{self.cfg.num_epochs} step "
+                f"{self.batch_in_epoch}/{self.steps_per_epoch} (global {self.global_step}/"
+                f"{self.total_steps}) | loss {loss:.4f} | activation {act} | lr "
+                f"{self.scheduler.get_last_lr()[0]:.2e} | {rate:.0f} nt/s | elapsed "
+                f"{_duration(elapsed)} | ETA {_duration(eta)}")
 
     def _mismatch(self, path: Path, state: dict) -> str | None:
         """Why a checkpoint (or finished model) does not continue this run; None if it does."""
@@ -573,7 +642,9 @@ class Trainer:
         with bar:
             # wall time per step includes waiting for the loader: a loader-bound run shows
             # it in tokens_per_s and wall_time_s instead of hiding it
-            t0 = time.perf_counter()
+            t0 = t_start = last_line = time.perf_counter()
+            start_batch = self.batch_in_epoch
+            lines = not cfg.progress and self.dist.is_main  # no bar: lines in the log instead
             for batch in self.train_loader:
                 self.train_step(batch)
                 if self.device.type == "cuda":
@@ -591,6 +662,12 @@ class Trainer:
                                 lr=f"{self.scheduler.get_last_lr()[0]:.2e}", refresh=False)
                 if self.global_step % cfg.save_every_steps == 0:
                     self.save()
+                if lines and (t1 - last_line >= cfg.log_every_s or
+                              self.batch_in_epoch in (start_batch + 1, self.steps_per_epoch)):
+                    last_line = t1
+                    self.log(self._progress_line(t_start, start_batch))
+                if self._stop_requested():
+                    self._stop()
         row = self.stats.reduced(self.dist).row()
         act = self.ast.epoch_activation_rate() if self.ast else 1.0
         skipped = self.ast.epoch_samples - self.ast.epoch_selected if self.ast else 0
@@ -696,19 +773,12 @@ class Trainer:
         with atomic_open(self.out_dir / "run_config.yaml", "w", encoding="utf-8") as fh:
             yaml.safe_dump(resolved, fh, sort_keys=False)
 
-    def finish(self) -> Path:
-        val, cands, truths = self.evaluate(collect=True)
-        state = self.state_dict()  # collective: every rank takes part
-        path = self.out_dir / "model.pt"
-        if not self.dist.is_main:
-            return path
+    def _final_model(self, val: dict, cands: list, truths: list, state: dict) -> dict:
         threshold, f1 = tune_threshold(cands, truths, self.cfg.pair_decoder)
         print(f"pair threshold tuned on validation for the {self.cfg.pair_decoder} decoder: "
               f"{threshold:.3f} (mean F1 {f1:.4f}; F1 {val['pair_f1']:.4f} at "
               f"{self.cfg.pair_threshold})")
-        final = {
-            # the full training state (optimizer, scheduler, RNG, AST, data position) too, so
-            # the final file alone can continue training exactly (DESIGN.md, model contract)
+        return {
             **state,
             "pair_threshold": threshold,
             "pair_threshold_val_f1": f1,
@@ -720,7 +790,55 @@ class Trainer:
                                "wall_time_s": self.wall_time,
                                "val_metrics": {k: float(v) for k, v in val.items()}},
         }
-        save_checkpoint(path, final)
+
+    @property
+    def best_weights_path(self) -> Path:
+        return self.checkpoints.directory / "best_weights.pt"
+
+    def _note_best(self, val: dict) -> None:
+        """Keep the weights of the epoch with the best val pair F1 (after decoding)."""
+        if not val["pair_f1"] > self.best_val_f1:
+            return
+        self.best_val_f1, self.best_epoch = float(val["pair_f1"]), self.epoch + 1
+        if self.dist.is_main:
+            self.checkpoints.directory.mkdir(parents=True, exist_ok=True)
+            save_checkpoint(self.best_weights_path, {"model": self.model.state_dict(),
+                                                     "epoch": self.best_epoch,
+                                                     "val_pair_f1": self.best_val_f1})
+
+    def finish(self) -> Path:
+        """model.pt (the last epoch, full training state) and model_best.pt (the epoch with the
+        best val pair F1, inference contents only), each with its own tuned threshold."""
+        val, cands, truths = self.evaluate(collect=True)
+        state = self.state_dict()  # collective: every rank takes part
+        path, best_path = self.out_dir / "model.pt", self.out_dir / "model_best.pt"
+        last = self.epochs_completed
+        if self.dist.is_main:
+            # the full training state too, so the final file alone can continue training
+            # exactly (DESIGN.md, model contract)
+            save_checkpoint(path, self._final_model(val, cands, truths, state))
+        best_is_last = self.best_epoch in (0, last) or not self.best_weights_path.exists()
+        if not best_is_last:
+            self.dist.barrier()  # rank 0 wrote the best weights long ago; all ranks read them
+            self.model.load_state_dict(load_checkpoint(self.best_weights_path,
+                                                       map_location=self.device)["model"])
+            b_val, b_cands, b_truths = self.evaluate(collect=True)
+        if self.dist.is_main:
+            if best_is_last:
+                with atomic_path(best_path) as tmp:
+                    shutil.copyfile(path, tmp)
+            else:
+                keep = ("format", "config", "data_fingerprint", "world_size", "model_config",
+                        "tokenizer", "model")
+                best = self._final_model(b_val, b_cands, b_truths,
+                                         {k: state[k] for k in keep})
+                best["model"] = self.model.state_dict()
+                best["training_state"]["best_epoch"] = self.best_epoch
+                save_checkpoint(best_path, best)
+            self.log(f"{path.name}: the last epoch ({last}); {best_path.name}: epoch "
+                     f"{self.best_epoch or last}, the best val pair F1 "
+                     f"({max(self.best_val_f1, 0):.4f} at {self.cfg.pair_threshold})"
+                     + (" - the same model" if best_is_last else ""))
         return path
 
     def run(self) -> Path:
@@ -730,13 +848,17 @@ class Trainer:
         if cfg.resume and model_path.exists():
             try:
                 done = load_checkpoint(model_path)
-                if self._mismatch(model_path, done) is None:
+                if (self._mismatch(model_path, done) is None
+                        and (self.out_dir / "model_best.pt").exists()):
                     self.log(f"training already finished: {model_path} matches this config; "
                              "nothing to do (pass --no-resume to retrain)")
                     return model_path
             except Exception as exc:
                 self.warn(f"{model_path} is unreadable ({exc}); training again")
         resumed = self.try_resume()
+        if threading.current_thread() is threading.main_thread():
+            for signum in (signal.SIGINT, signal.SIGTERM):
+                signal.signal(signum, self._on_signal)
         metrics = None
         if self.dist.is_main:
             metrics = MetricsLogger(self.out_dir / "training_metrics.csv",
@@ -774,13 +896,17 @@ class Trainer:
                              "activation_rate": train["activation_rate"], "samples_skipped": 0,
                              "nonfinite_steps": 0})
             self._print_epoch(train, val)
+            self._note_best(val)
             self.epochs_completed = self.epoch + 1
             self.epoch += 1
             self.batch_in_epoch = 0
             self.stats = EpochStats()
             self.save()
+            if self._stop_requested():  # arrived during validation: the checkpoint is saved
+                self._stop()
         path = self.finish()
-        self.log(f"wrote {path}, {self.out_dir / 'training_metrics.csv'}, "
+        self.log(f"wrote {path}, {self.out_dir / 'model_best.pt'}, "
+                 f"{self.out_dir / 'training_metrics.csv'}, "
                  f"{self.out_dir / 'run_config.yaml'}")
         return path
 
@@ -792,6 +918,9 @@ def main(argv: list[str] | None = None) -> int:
         dist = init_from_env(cfg.ddp_backend, cfg.device)
         Trainer(cfg, dist).run()
         dist.barrier()  # rank 0 has written model.pt before any rank reports success
+    except TrainingInterrupted as exc:
+        print(f"interrupted: {exc}", file=sys.stderr)
+        return 128 + exc.signum  # the shell's convention: 130 for SIGINT, 143 for SIGTERM
     except GenesisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -227,3 +227,44 @@ def test_family_split_on_real_rfam_seed_table(tmp_path):
         assert (per_group == 1).all(), per_group[per_group > 1]
     assert report["families"]["sequences_without_family"] == 0
     assert report["sequences"]["val"] > 0 and report["sequences"]["test"] > 0
+
+
+def test_empty_or_tiny_splits_fail_or_warn_with_the_counts(tmp_path, capsys):
+    """A corpus too small for the requested fractions stops before writing anything; a tiny
+    val/test split is written with a warning (issue 14: a 1 / 0 / 0 split trained on nothing)."""
+    ann = write_annotations(tmp_path / "ann.parquet", family_rows(3, 1))
+    out = tmp_path / "out"
+    with pytest.raises(ConfigError, match=r"'split\.val_fraction': the split would leave val, "
+                       r"test empty \(input 3 sequences, removed 0, train 3 / val 0 / test 0\): "
+                       r"3 kept sequences are too few for val_fraction 0\.05"):
+        split_dataset(ann, out, tmp_path / "r.json", method="random")
+    assert not out.exists() and not (tmp_path / "r.json").exists()
+    with pytest.raises(ConfigError, match=r"leave train empty \(input 3 sequences, removed 0, "
+                                          r"train 0 / val 1 / test 2\)"):
+        split_dataset(ann, out, tmp_path / "r.json", method="random", val_fraction=0.3,
+                      test_fraction=0.6)
+    assert not out.exists()
+    # no val/test requested: nothing to warn about
+    split_dataset(ann, out, tmp_path / "r.json", method="random", val_fraction=0, test_fraction=0)
+    assert "warning" not in capsys.readouterr().err
+    ann = write_annotations(tmp_path / "ann30.parquet", family_rows(30, 1))
+    report = split_dataset(ann, tmp_path / "out30", tmp_path / "r30.json", method="random",
+                           val_fraction=0.1, test_fraction=0.1)
+    err = capsys.readouterr().err
+    assert "warning: small split: val 3, test 3 sequences (input 30 sequences, removed 0, " \
+           "train 24 / val 3 / test 3)" in err
+    assert report["sequences"]["val"] == 3 and (tmp_path / "out30" / "val.parquet").exists()
+
+
+def test_split_fails_when_decontamination_removes_everything(tmp_path):
+    need_mmseqs()
+    rows = family_rows(n_families=1, members=3, seed=5)
+    ann = write_annotations(tmp_path / "ann.parquet", rows)
+    bench = tmp_path / "bench.fa"
+    seq = rows[0]["sequence"]
+    bench.write_text(f">bench1\n{seq}\n{'.' * len(seq)}\n")
+    with pytest.raises(ConfigError, match=r"'split\.decontaminate': the split would leave train, "
+                       r"val, test empty \(input 3 sequences, removed 3, .*decontamination "
+                       r"removed every sequence"):
+        split_dataset(ann, tmp_path / "out", tmp_path / "r.json", decontaminate=[str(bench)])
+    assert not (tmp_path / "out").exists()

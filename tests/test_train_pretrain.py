@@ -279,3 +279,60 @@ def test_init_from_loads_weights_only(data_dir, tmp_path):
     r = run_cli(["--data_path", str(data_dir), "--output_dir", str(tmp_path / "bad2"),
                  "--num_epochs", "1", *TINY_ARGS, "--init_from", str(not_model)])
     assert r.returncode == 1 and "not a Genesis RNA model" in r.stderr
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_signal_saves_a_checkpoint_and_the_rerun_resumes_exactly(data_dir, tmp_path, signum):
+    """SIGTERM (what SLURM sends before a time limit) and SIGINT (Ctrl-C): the run saves a
+    checkpoint at the next step boundary, says where, exits 128 + signal; the rerun resumes
+    and ends exactly where an uninterrupted run ends. No checkpoint was due on its own."""
+    args = ["--data_path", str(data_dir), "--num_epochs", "3", "--save_every_steps", "1000",
+            "--log_every_s", "0", *TINY_ARGS]
+    a = tmp_path / "a"
+    assert run_cli([*args, "--output_dir", str(a)]).returncode == 0
+    b = tmp_path / "b"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "genesis_rna.train_pretrain", *args, "--output_dir", str(b)],
+        cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen = []
+    try:
+        for line in proc.stdout:  # progress lines (no bar): one per step here
+            seen.append(line)
+            if line.startswith("[progress] epoch 2/3"):
+                proc.send_signal(signum)
+                break
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 128 + signum, err
+    assert "checkpoint saved to" in err and "resume" in err, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    assert any("ETA" in s and "loss" in s and "lr" in s for s in seen)
+    left = CheckpointManager(b / "checkpoints").list()
+    assert left and not (b / "model.pt").exists()
+    r = run_cli([*args, "--output_dir", str(b)])
+    assert r.returncode == 0, r.stderr
+    assert f"resumed from {left[0]}" in r.stdout
+    wa, wb = load_checkpoint(a / "model.pt"), load_checkpoint(b / "model.pt")
+    for k in wa["model"]:
+        assert torch.equal(wa["model"][k], wb["model"][k]), k
+
+
+def test_best_validation_model_is_kept_beside_the_last(data_dir, tmp_path):
+    out = tmp_path / "out"
+    r = run_cli(["--data_path", str(data_dir), "--output_dir", str(out), "--num_epochs", "3",
+                 *TINY_ARGS])
+    assert r.returncode == 0, r.stderr
+    rows = [row for row in read_csv(out / "training_metrics.csv") if row["phase"] == "val"]
+    f1 = [float(row["pair_f1"]) for row in rows]
+    best_epoch = 1 + max(range(len(f1)), key=lambda k: (f1[k], -k))  # first of equal bests
+    assert f"model_best.pt: epoch {best_epoch}, the best val pair F1" in r.stdout
+    last, best = load_checkpoint(out / "model.pt"), load_checkpoint(out / "model_best.pt")
+    assert 0 < best["pair_threshold"] < 1 and best["pair_decoder"] == "mea"
+    same = all(torch.equal(last["model"][k], best["model"][k]) for k in last["model"])
+    assert same == (best_epoch == 3)
+    if best_epoch != 3:
+        assert best["training_state"]["best_epoch"] == best_epoch
+    model, *_ = load_model(out / "model_best.pt")  # usable for inference
+    assert model.config.max_len == 64

@@ -1,9 +1,9 @@
 # Paths and config helpers shared by the rule files.
 import os
-import re
+
+from genesis_rna.download import is_url
 
 RESULTS = config["results"]
-_URL = re.compile(r"^(https?|ftp)://", re.IGNORECASE)
 
 
 def corpus_source():
@@ -22,7 +22,7 @@ def corpus_source():
 
 
 def corpus_is_local():
-    return not _URL.match(corpus_source())
+    return not is_url(corpus_source())
 
 
 def corpus_path():
