@@ -36,8 +36,11 @@ DECODERS = ("mea", "greedy")
 DEFAULT_DECODER = "mea"
 # thresholds tried on validation per decoder (the DP costs more than a greedy pass, so a
 # coarser grid); the lowest is also the candidate floor (see the trainer's TUNE_MIN_PROB)
+# MEA's optimum often lies at low thresholds (nesting already rejects most weak cells), so
+# its grid reaches down to 0.02
 TUNE_THRESHOLDS = {"greedy": tuple(np.round(np.arange(0.05, 0.951, 0.025), 4).tolist()),
-                   "mea": tuple(np.round(np.arange(0.05, 0.951, 0.05), 4).tolist())}
+                   "mea": (0.02, 0.03, 0.05, 0.075, 0.1,
+                           *np.round(np.arange(0.15, 0.951, 0.05), 4).tolist())}
 
 Candidates = tuple[np.ndarray, np.ndarray, np.ndarray]  # i, j (0-based, i < j), p
 

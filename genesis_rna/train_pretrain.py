@@ -57,7 +57,12 @@ from genesis_rna.data import (
     make_loader,
     subset_batch,
 )
-from genesis_rna.decoding import batch_candidates, decode_candidates, tune_threshold
+from genesis_rna.decoding import (
+    TUNE_THRESHOLDS,
+    batch_candidates,
+    decode_candidates,
+    tune_threshold,
+)
 from genesis_rna.distributed import Distributed, init_from_env, shutdown
 from genesis_rna.errors import ConfigError, GenesisError
 from genesis_rna.losses import LossOutput, MultiTaskLoss, pair_loss_mask
@@ -69,7 +74,8 @@ from genesis_rna.tokenization import Tokenizer
 from genesis_rna.train_config import TrainConfig, config_from_args, semantic_config
 
 CHECKPOINT_FORMAT = 1
-TUNE_MIN_PROB = 0.05  # lowest pair probability considered when tuning the threshold
+# lowest pair probability considered when tuning the threshold: the lowest of any decoder's grid
+TUNE_MIN_PROB = min(min(grid) for grid in TUNE_THRESHOLDS.values())
 
 
 def file_sha1(path: str | Path) -> str:

@@ -15,11 +15,24 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 
 
+# What each real-data file is, so a skip says what to fetch (outsiders have no README there).
+REAL_DATA = {
+    "rfam14.9_seed.fasta.gz": "the Rfam 14.9 seed sequences as ungapped FASTA "
+                              "(>NAME/START-END FAMILY_ACC FAMILY_ID TYPE), from Rfam's Rfam.seed",
+    "rfam14.9_seed_structures.tsv.gz": "the same Rfam 14.9 seed sequences with family, clan and "
+                                       "the family's SS_cons projected on each (TSV: id, family, "
+                                       "family_id, type, clan, length, sequence, structure)",
+    "archiveII_bpseq.tar.gz": "ArchiveII (Sloma & Mathews 2016) as a tarball of .bpseq files",
+    "bprna_vl0.csv.gz": "bpRNA-1m VL0 as CSV (id, sequence, structure, base_pairs, len)",
+}
+
+
 def shared_data(name: str) -> Path:
-    """Path to a file of ../shared/data, or skip the test with the reason."""
+    """Path to a file of ../shared/data, or skip the test saying which data it needs."""
     path = SHARED_DATA / name
     if not path.exists():
-        pytest.skip(f"real data {path} is absent (see ../shared/data/README.md)")
+        what = REAL_DATA.get(name, "a real-data file")
+        pytest.skip(f"needs {name}: {what}; place it at {path}")
     return path
 
 

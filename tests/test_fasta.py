@@ -12,8 +12,7 @@ import pytest
 from genesis_rna.errors import ConfigError, InputFileError
 from genesis_rna.fasta import main, parse_fasta, parse_header
 from genesis_rna.tables import REJECTED, SEQUENCES
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from tests.helpers import shared_data
 
 
 def run(tmp_path: Path, content: str | bytes, name: str = "in.fa", **kwargs):
@@ -221,9 +220,7 @@ def test_cli_reports_errors_without_traceback(tmp_path, capsys):
 
 @pytest.mark.realdata
 def test_rfam_seed_first_records(tmp_path):
-    path = DATA / "rfam14.9_seed.fasta.gz"
-    if not path.exists():
-        pytest.skip(f"{path} absent (shared real-data folder not available)")
+    path = shared_data("rfam14.9_seed.fasta.gz")
     lines = []
     with gzip.open(path, "rt") as fh:
         for line in fh:

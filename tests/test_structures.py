@@ -6,7 +6,6 @@ import collections
 import gzip
 import io
 import tarfile
-from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
@@ -26,8 +25,7 @@ from genesis_rna.structures import (
     read_structure_csv,
     split_pseudoknots,
 )
-
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+from tests.helpers import shared_data
 
 
 def labels(db: str) -> str:
@@ -340,9 +338,7 @@ def test_bpseq_archive_from_tarball_and_folder(tmp_path):
 
 @pytest.mark.realdata
 def test_archiveii_tarball_parses_fully():
-    path = DATA / "archiveII_bpseq.tar.gz"
-    if not path.exists():
-        pytest.skip(f"{path} absent (shared real-data folder not available)")
+    path = shared_data("archiveII_bpseq.tar.gz")
     recs = list(iter_bpseq_archive(path))
     assert len(recs) == 3975
     families = collections.Counter(r.family for r in recs)
@@ -360,9 +356,7 @@ def test_archiveii_tarball_parses_fully():
 
 @pytest.mark.realdata
 def test_bprna_vl0_csv_parses_fully():
-    path = DATA / "bprna_vl0.csv.gz"
-    if not path.exists():
-        pytest.skip(f"{path} absent (shared real-data folder not available)")
+    path = shared_data("bprna_vl0.csv.gz")
     recs = list(read_structure_csv(path))
     assert len(recs) == 1273
     assert all(set(r.sequence) <= set("ACGUNRYKMSWBDHV") for r in recs)
@@ -371,9 +365,7 @@ def test_bprna_vl0_csv_parses_fully():
 
 @pytest.mark.realdata
 def test_rfam_provided_structures_parse():
-    path = DATA / "rfam14.9_seed_structures.tsv.gz"
-    if not path.exists():
-        pytest.skip(f"{path} absent (shared real-data folder not available)")
+    path = shared_data("rfam14.9_seed_structures.tsv.gz")
     n = 0
     for rec_id, db in read_provided_structures(path):
         parse_dot_bracket(db, source=str(path))
