@@ -239,13 +239,15 @@ def best_val_f1(metrics: Metrics) -> tuple[float, int] | None:
 
 
 def run_title(metrics: Metrics, run_config: Mapping[str, Any] | None) -> str:
-    """One line naming the run: model size, epochs, best val pair F1 and its epoch."""
+    """One line naming the run: stage, model size, epochs, best val pair F1 and its epoch, and
+    which model file holds which epoch (model.pt the last, model_best.pt the best)."""
     size = find_key(run_config, "model_size")
-    parts = [f"Genesis RNA pretraining, model {size if size is not None else '?'}",
+    stage = "fine-tuning" if find_key(run_config, "init_from") else "pretraining"
+    parts = [f"Genesis RNA {stage}, model {size if size is not None else '?'}",
              f"{metrics.n_epochs} epoch{'s' if metrics.n_epochs != 1 else ''}"]
     best = best_val_f1(metrics)
-    parts.append(f"best val pair F1 {best[0]:.3f} (epoch {best[1]})" if best
-                 else "no val pair F1")
+    parts.append(f"best val pair F1 {best[0]:.3f} (epoch {best[1]}) = model_best.pt; model.pt "
+                 f"= epoch {metrics.n_epochs}" if best else "no val pair F1")
     return " | ".join(parts)
 
 

@@ -122,6 +122,8 @@ def test_labels_read_the_run_config(tmp_path):
     title = run_title(metrics, config)
     assert "model small" in title and "3 epochs" in title
     assert f"best val pair F1 {best['pair_f1']:.3f} (epoch {best['epoch']})" in title
+    assert "= model_best.pt; model.pt = epoch 3" in title and "pretraining" in title
+    assert "fine-tuning" in run_title(metrics, {**config, "init_from": "pre/model.pt"})
 
 
 def test_read_metrics_orders_by_epoch_and_splits_phases(tmp_path):
