@@ -21,7 +21,7 @@ from genesis_rna.errors import GenesisError, InputFileError
 
 COLUMNS = ("run", "dataset", "n", "model_f1", "vienna_f1", "model_minus_vienna", "model_f1_shift",
            "model_precision", "model_recall", "model_element_accuracy",
-           "model_head_element_accuracy", "vienna_element_accuracy", "mlm_accuracy",
+           "model_pairs_element_accuracy", "vienna_element_accuracy", "mlm_accuracy",
            "pair_decoder", "pair_threshold")
 
 
@@ -52,8 +52,8 @@ def compare(summaries: Mapping[str, str | Path]) -> pd.DataFrame:
                 "model_precision": _get(block, "all", "model", "precision"),
                 "model_recall": _get(block, "all", "model", "recall"),
                 "model_element_accuracy": _get(block, "all", "model", "element", "accuracy"),
-                "model_head_element_accuracy": _get(block, "all", "model", "element_head",
-                                                    "accuracy"),
+                "model_pairs_element_accuracy": _get(block, "all", "model",
+                                                     "element_from_pairs", "accuracy"),
                 "vienna_element_accuracy": _get(block, "all", "vienna", "element", "accuracy"),
                 "mlm_accuracy": _get(block, "mlm", "model", "accuracy"),
                 "pair_decoder": summary.get("pair_decoder"),

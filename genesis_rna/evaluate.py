@@ -15,8 +15,8 @@ Scoring follows the field (see ``eval_metrics``): every curated pair counts, non
 pseudoknotted ones included, while predictions are decoded (``genesis_rna.decoding``: the
 checkpoint's decoder and tuned threshold; canonical, |i-j| >= 4, one partner per base). Element
 labels are scored against ``element_labels`` of the true pairs; the model's reported element
-labels are ``element_labels`` of its decoded pairs (measured better than the structure head's
-own argmax, which is reported beside them as ``model_head_element_*``). On the test split, MLM accuracy and perplexity use the
+labels are its structure head's (measured better than ``element_labels`` of its decoded pairs,
+which are reported beside them as ``model_pairs_element_*``). On the test split, MLM accuracy and perplexity use the
 fixed, seeded validation masks of ``data.RNADataset``. Trivial baselines: the data set's own
 majority element class, and the test set's own unigram nucleotide frequencies for MLM (both
 read off the data they are scored on, so they are optimistic).
@@ -270,7 +270,8 @@ def _group_block(scores: Mapping[str, list[dict]], elements: Mapping[str, list[s
     for method, rows in scores.items():
         out[method] = aggregate([rows[k] for k in idx])
         out[method]["element"] = element_scores([elements[method][k] for k in idx], true)
-    out["model"]["element_head"] = element_scores([elements["model_head"][k] for k in idx], true)
+    out["model"]["element_from_pairs"] = element_scores([elements["model_pairs"][k] for k in idx],
+                                                        true)
     return out
 
 
@@ -279,12 +280,13 @@ def score_dataset(records: Sequence[EvalRecord], predictions: Sequence,
     """Per-sequence table and summary block (overall, per family, per length bin)."""
     n = len(records)
     lengths = [len(r.sequence) for r in records]
-    # The model's reported elements are the bpRNA labels of its decoded structure (the same
-    # labeller as the annotate stage); the structure head's own labels are kept beside them.
+    # The model's reported elements are its structure head's; the bpRNA labels of its decoded
+    # structure (the annotate stage's labeller) are kept beside them. Measured on held-out
+    # comparative structures, ArchiveII and VL0, the head was the better of the two.
     elements = {"true": [element_labels(r.pairs, len(r.sequence)) for r in records],
-                "model": [element_labels(p.pairs, len(r.sequence))
-                          for p, r in zip(predictions, records, strict=True)],
-                "model_head": [p.elements for p in predictions]}
+                "model": [p.elements for p in predictions],
+                "model_pairs": [element_labels(p.pairs, len(r.sequence))
+                                for p, r in zip(predictions, records, strict=True)]}
     scores = {"model": [score_pairs(p.pairs, r.pairs, len(r.sequence))
                         for p, r in zip(predictions, records, strict=True)]}
     if vienna is not None:
@@ -304,7 +306,7 @@ def score_dataset(records: Sequence[EvalRecord], predictions: Sequence,
         for key in ("n_pred_pairs", "precision", "recall", "f1", "precision_shift",
                     "recall_shift", "f1_shift", "mcc", "tp", "tp_shift_pred", "tp_shift_true"):
             table[f"{method}_{key}"] = [row[key] for row in rows]
-    for method in (*scores, "model_head"):
+    for method in (*scores, "model_pairs"):
         table[f"{method}_element_acc"] = [
             float(np.mean(np.frombuffer(a.encode(), np.uint8) == np.frombuffer(b.encode(), np.uint8)))
             for a, b in zip(elements[method], elements["true"], strict=True)]
@@ -364,8 +366,8 @@ def summary_rows(dataset: str, block: dict) -> list[dict]:
             if method in b:
                 row[f"{method}_element_accuracy"] = b[method]["element"]["accuracy"]
                 row[f"{method}_element_macro_f1"] = b[method]["element"]["macro_f1"]
-        row["model_head_element_accuracy"] = b["model"]["element_head"]["accuracy"]
-        row["model_head_element_macro_f1"] = b["model"]["element_head"]["macro_f1"]
+        row["model_pairs_element_accuracy"] = b["model"]["element_from_pairs"]["accuracy"]
+        row["model_pairs_element_macro_f1"] = b["model"]["element_from_pairs"]["macro_f1"]
         if breakdown == "all":
             maj = b["majority_class"]
             row["majority_element_accuracy"] = maj["accuracy"]
@@ -517,8 +519,8 @@ def evaluate(
     summary: dict = {
         "checkpoint": str(checkpoint), "pair_threshold": threshold, "pair_min_sep": min_sep,
         "pair_decoder": decoder,
-        "elements": "model element labels are those of its decoded structure (bpRNA labeller); "
-                    "model_head_element_* are the structure head's own",
+        "elements": "model element labels are the structure head's; model_pairs_element_* are "
+                    "the bpRNA labels of the model's decoded structure",
         "device": str(dev), "precision": prec, "threads": torch.get_num_threads(),
         "model_max_len": model.config.max_len,
         "window": window or model.config.max_len - 2,
