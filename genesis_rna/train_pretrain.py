@@ -710,7 +710,11 @@ class Trainer:
             stats.add_batch(out, values or loss_values(loss), batch, self.cfg.pair_threshold,
                             self.cfg.pair_min_sep, self.cfg.pair_decoder)
             if collect:
-                c = batch_candidates(out["pair_logits"], batch["seq_tokens"],
+                # the tuned threshold serves inference, which sees unmasked sequences: tune it
+                # on an unmasked forward (the masked one above serves the MLM metrics)
+                with autocast_for(self.device, self.precision):
+                    clean = self.model(batch["seq_tokens"], batch["attention_mask"])
+                c = batch_candidates(clean["pair_logits"], batch["seq_tokens"],
                                      batch["nucleotide_mask"], TUNE_MIN_PROB,
                                      self.cfg.pair_min_sep)
                 t = true_pairs(batch)
