@@ -156,7 +156,8 @@ def relabel_split(split_dir: str | Path, provided_path: str | Path, out_dir: str
                     c["labelled"] += 1
             if c["labelled"] == 0:
                 raise InputFileError(provided_path, f"no {name} sequence of {src} has a structure "
-                                     "in this file (do the ids match the corpus FASTA ids?)")
+                                     "in this file (do its ids match the corpus FASTA ids? "
+                                     "finetune.structures: null skips fine-tuning)")
     return counts
 
 

@@ -21,7 +21,7 @@ import pytest
 import yaml
 
 from tests.slurm_cluster import SlurmCluster, local_slurm_cluster
-from tests.workflow_utils import copy_workflow, write_config
+from tests.workflow_utils import copy_workflow, write_config, write_fold_structures
 
 pytestmark = pytest.mark.slow
 
@@ -104,6 +104,7 @@ def runs(cluster, tmp_path_factory) -> Runs:
     with open(work / "tiny.fa", "w") as fh:
         for k in range(150):
             fh.write(f">s{k}\n{''.join(rng.choice('ACGU') for _ in range(rng.randint(40, 80)))}\n")
+    write_fold_structures(work / "tiny.fa", work / "tiny_structures.tsv")
     # A checkpoint every 5 steps and 3 epochs (~21 steps): a checkpoint appears early, and
     # training is still running when it is cancelled.
     trainer = yaml.safe_load((work / "config" / "train_cpu_demo.yaml").read_text())
@@ -112,7 +113,7 @@ def runs(cluster, tmp_path_factory) -> Runs:
         "corpus": {"source": "tiny.fa"},
         "split": {"method": "random", "val_fraction": 0.15, "test_fraction": 0.15},
         "train": {"config": "train_test.yaml", "num_epochs": 3, "gpus": 1, "threads": 2},
-        "finetune": {"num_epochs": 1},
+        "finetune": {"structures": "tiny_structures.tsv", "num_epochs": 1},
     })
     checkpoints = work / "results" / "train_checkpoints"
 

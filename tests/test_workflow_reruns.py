@@ -8,7 +8,13 @@ import time
 import pytest
 
 from tests.helpers import REPO
-from tests.workflow_utils import copy_workflow, planned_rules, snakemake, write_config
+from tests.workflow_utils import (
+    copy_workflow,
+    planned_rules,
+    snakemake,
+    write_config,
+    write_fold_structures,
+)
 
 pytestmark = pytest.mark.slow
 UPSTREAM = {"fetch_corpus", "parse_fasta", "scatter_sequences", "annotate_shard",
@@ -20,6 +26,7 @@ def _tiny_config(workdir, **train):
         "corpus": {"source": "tiny.fa"},
         "split": {"method": "random", "val_fraction": 0.15, "test_fraction": 0.15},
         "train": {"num_epochs": 1, "gpus": 0, **train},
+        "finetune": {"structures": "tiny_structures.tsv", "num_epochs": 1},
     })
 
 
@@ -34,6 +41,7 @@ def trained_copy(tmp_path_factory):
     with open(work / "tiny.fa", "w") as fh:
         for k in range(120):
             fh.write(f">t{k}\n{''.join(rng.choice('ACGU') for _ in range(rng.randint(40, 80)))}\n")
+    write_fold_structures(work / "tiny.fa", work / "tiny_structures.tsv")
     _tiny_config(work)
     # The copy's own package is the one imported, so editing it is what a user's edit would be.
     os.environ["PYTHONPATH"] = str(work)
@@ -99,7 +107,7 @@ def test_finetune_stage_starts_from_the_pretrained_weights(trained_copy):
         assert set(relabelled["id"].to_pylist()) <= ids  # the same split, never mixed
         assert counts[name]["labelled"] == relabelled.num_rows > 0
         sources = set(relabelled["label_source"].to_pylist())
-        assert sources == {"provided:demo_structures.tsv.gz"}
+        assert sources == {"provided:tiny_structures.tsv"}
     log = (results / "logs" / "finetune_model.log").read_text()
     assert "initialized from the weights of results/train/model.pt" in log
     models = pd.read_csv(results / "evaluation" / "models.tsv", sep="\t")

@@ -35,6 +35,23 @@ def write_config(dest: Path, overrides: dict, name: str = "test_config.yaml") ->
     return path
 
 
+def write_fold_structures(fasta: Path, out: Path) -> Path:
+    """A provided-structures TSV (id, structure) for a small FASTA: each record's ViennaRNA MFE
+    fold, so a test corpus can run the fine-tune stage (finetune.structures)."""
+    import RNA
+
+    rows, rid, seq = [], None, []
+    for line in [*fasta.read_text().splitlines(), ">"]:
+        if line.startswith(">"):
+            if rid is not None:
+                rows.append((rid, RNA.fold("".join(seq).upper().replace("T", "U"))[0]))
+            rid, seq = line[1:].split()[0] if line[1:].strip() else None, []
+        else:
+            seq.append(line.strip())
+    out.write_text("id\tstructure\n" + "".join(f"{i}\t{db}\n" for i, db in rows))
+    return out
+
+
 def snakemake(workdir: Path, *args: str, check: bool = True, timeout: int = 900):
     proc = subprocess.run(
         [*SNAKEMAKE, "--cores", "2", *args], cwd=workdir, capture_output=True, text=True,
