@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import math
 import os
 import pickle
 import signal
@@ -336,3 +337,37 @@ def test_best_validation_model_is_kept_beside_the_last(data_dir, tmp_path):
         assert best["training_state"]["best_epoch"] == best_epoch
     model, *_ = load_model(out / "model_best.pt")  # usable for inference
     assert model.config.max_len == 64
+
+
+def test_ast_skipped_samples_get_no_forward_or_backward(tmp_path):
+    """Directly: with AST on, every training forward (with grad) sees exactly the samples the
+    controller chose, never the skipped ones; gradients flow only through those."""
+    from genesis_rna.train_config import config_from_args
+    from genesis_rna.train_pretrain import Trainer
+
+    data = make_splits(tmp_path / "d", n_train=96, n_val=8, seed=4)
+    cfg = config_from_args(["--data_path", str(data), "--output_dir", str(tmp_path / "o"),
+                            "--num_epochs", "1", *TINY_ARGS, "--batch_size", "8",
+                            "--ast_target_activation", "0.4"])
+    trainer = Trainer(cfg)
+    chosen_rows, forward_rows = [], []
+    choose = trainer.ast.choose
+
+    def spy_choose(indices):
+        mask = choose(indices)
+        chosen_rows.append(int(mask.sum()))
+        return mask
+
+    forward = trainer.model.forward
+
+    def spy_forward(tokens, attention_mask):
+        if torch.is_grad_enabled():
+            forward_rows.append(int(tokens.shape[0]))
+        return forward(tokens, attention_mask)
+
+    trainer.ast.choose = spy_choose
+    trainer.model.forward = spy_forward
+    trainer.train_epoch()
+    assert chosen_rows and forward_rows == chosen_rows
+    candidates = math.ceil(8 / 0.4)  # drawn per step: batch_size / target
+    assert sum(chosen_rows) < 0.75 * candidates * len(chosen_rows)  # most candidates skipped
