@@ -236,28 +236,18 @@ def bench_ast(split_dir: Path, train_config: Path, model_size: str, train_rows: 
     return rows
 
 
-def _sparse_candidates(seq: str, probs: tuple, min_sep: int) -> tuple:
-    """Canonical, |i - j| >= min_sep cells of a sparse (i, j, p) probability list."""
-    import numpy as np
-
-    from genesis_rna.tokenization import CANONICAL_PAIRS
-
-    i, j, p = (np.asarray(x) for x in probs)
-    s = np.frombuffer(seq.encode("ascii"), dtype=np.uint8)
-    ok = (j - i) >= min_sep
-    canon = np.zeros(len(i), dtype=bool)
-    for a, b in CANONICAL_PAIRS:
-        canon |= (s[i] == ord(a)) & (s[j] == ord(b))
-    ok &= canon
-    return i[ok].astype(np.int64), j[ok].astype(np.int64), p[ok].astype(np.float64)
-
-
 def bench_decode(checkpoint: Path, split_dir: Path, benchmarks: dict[str, str],
                  max_length: int) -> list[dict]:
     """Both decoders on the same probabilities; thresholds tuned on val for each."""
     import numpy as np
 
-    from genesis_rna.decoding import DECODERS, TUNE_THRESHOLDS, decode_candidates, tune_threshold
+    from genesis_rna.decoding import (
+        DECODERS,
+        TUNE_THRESHOLDS,
+        decode_candidates,
+        sparse_candidates,
+        tune_threshold,
+    )
     from genesis_rna.eval_metrics import score_pairs
     from genesis_rna.evaluate import load_benchmark, load_test_split
     from genesis_rna.inference import load_for_inference, predict_structures
@@ -271,7 +261,7 @@ def bench_decode(checkpoint: Path, split_dir: Path, benchmarks: dict[str, str],
                                    device=loaded.device, precision=loaded.precision,
                                    min_sep=min_sep, keep_pair_probs=True, prob_floor=floor,
                                    progress=True, desc="model")
-        return [_sparse_candidates(r.sequence, p.pair_probs, min_sep)
+        return [sparse_candidates(r.sequence, *p.pair_probs, min_sep)
                 for r, p in zip(records, preds, strict=True)]
 
     val_records = load_test_split(split_dir / "val.parquet", max_length=max_length)[0]

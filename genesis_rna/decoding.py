@@ -74,6 +74,19 @@ def candidate_pairs(probs: np.ndarray, sequence: str, min_prob: float, min_sep: 
     return i, j, p[i, j].astype(np.float64)
 
 
+def sparse_candidates(sequence: str, i: np.ndarray, j: np.ndarray, p: np.ndarray,
+                      min_sep: int = 4) -> Candidates:
+    """``candidate_pairs`` for sparse probabilities (i < j, p), e.g. ``Prediction.pair_probs``."""
+    i, j = np.asarray(i, np.int64), np.asarray(j, np.int64)
+    s = np.frombuffer(sequence.encode("ascii"), dtype=np.uint8)
+    ok = (j - i) >= min_sep
+    canon = np.zeros(len(i), dtype=bool)
+    for a, b in CANONICAL_PAIRS:
+        canon |= (s[i] == ord(a)) & (s[j] == ord(b))
+    ok &= canon
+    return i[ok], j[ok], np.asarray(p, np.float64)[ok]
+
+
 def batch_candidates(pair_logits: torch.Tensor, seq_tokens: torch.Tensor,
                      nucleotide_mask: torch.Tensor, min_prob: float, min_sep: int = 4
                      ) -> list[Candidates]:

@@ -24,7 +24,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import math
-import pickle
 import random
 import shutil
 import signal
@@ -355,7 +354,7 @@ class Trainer:
         try:
             state = load_checkpoint(path)
             theirs, weights = dict(state["model_config"]), state["model"]
-        except (KeyError, TypeError, RuntimeError, pickle.UnpicklingError) as exc:
+        except (KeyError, TypeError) as exc:  # loadable, but not a model (load errors: typed)
             raise ConfigError("init_from", f"{path} is not a Genesis RNA model ({exc})") from None
         ours = self.model_config.to_dict()
         free = {"dropout", "max_len"}  # RoPE and the distance buckets do not depend on max_len

@@ -9,6 +9,7 @@ from genesis_rna.decoding import (
     decode_candidates,
     decode_map,
     nested_pairs,
+    sparse_candidates,
     tune_threshold,
 )
 
@@ -107,3 +108,13 @@ def test_mea_decodes_a_512_nt_map_quickly_enough_for_benchmarks():
     pairs = decode_map(probs, seq, 0.3, "mea")
     assert not _crossing(pairs)
     print(f"512 nt dense-noise map decoded in {time.perf_counter() - t0:.2f} s")
+
+
+def test_sparse_candidates_match_the_dense_path():
+    rng = np.random.default_rng(7)
+    seq = "".join(rng.choice(list("ACGU"), 40))
+    probs = np.triu(rng.random((40, 40)), 1)
+    i, j = np.nonzero(probs >= 0.3)
+    dense = candidate_pairs(probs, seq, 0.3)
+    sparse = sparse_candidates(seq, i, j, probs[i, j])
+    assert [x.tolist() for x in sparse] == [x.tolist() for x in dense]
