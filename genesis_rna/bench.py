@@ -40,6 +40,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from genesis_rna.atomic import write_json
+from genesis_rna.seqio import read_fasta
 from genesis_rna.tables import SEQUENCES
 
 DEFAULT_FASTA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rfam14.9_seed.fasta.gz"
@@ -85,13 +86,12 @@ def _measure(*args: str) -> dict:
 
 def bench_parse(fasta: Path, work: Path) -> list[dict]:
     big = work / "x10.fasta.gz"
-    with gzip.open(big, "wb", compresslevel=1) as fout:
+    with gzip.open(big, "wt", encoding="utf-8", compresslevel=1) as fout:
         for rep in range(10):
             # Rename records so the copies are not merged as duplicate ids; sequences stay the
             # same, so the 10x file also exercises exact-duplicate bookkeeping at scale.
-            with gzip.open(fasta, "rb") if str(fasta).endswith(".gz") else open(fasta, "rb") as fin:
-                for line in fin:
-                    fout.write(line.replace(b">", f">r{rep}_".encode(), 1) if line[:1] == b">" else line)
+            for rec in read_fasta(fasta):
+                fout.write(f">r{rep}_{rec.title}\n{rec.sequence}\n")
     rows = []
     for label, path in (("1x", fasta), ("10x", big)):
         d = work / f"parse_{label}"

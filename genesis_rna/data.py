@@ -29,17 +29,12 @@ from genesis_rna.tokenization import (
     PAD_ID,
     SEP_ID,
     STRUCTURE_CLASSES,
-    VOCAB,
-    normalize_sequence,
+    Tokenizer,
 )
 
 IGNORE_INDEX = -100  # torch cross_entropy's default ignore_index
 
-# Byte -> token id lookup for already-normalized sequences (255 = not a normalized letter).
-_TOKEN_LUT = np.full(256, 255, dtype=np.uint8)
-for _k, _tok in enumerate(VOCAB):
-    if len(_tok) == 1:
-        _TOKEN_LUT[ord(_tok)] = _k
+_TOKENIZER = Tokenizer()
 _ELEMENT_LUT = np.full(256, 255, dtype=np.uint8)
 for _k, _c in enumerate(STRUCTURE_CLASSES):
     _ELEMENT_LUT[ord(_c)] = _k
@@ -68,18 +63,14 @@ class SplitData:
 
     @property
     def sequences(self) -> list[str]:
-        return ["".join(VOCAB[t] for t in toks) for toks in self.tokens]
+        return [_TOKENIZER.decode(toks) for toks in self.tokens]
 
 
 def _encode_row(path: Path, row: int, rid: str, seq: str) -> np.ndarray:
-    arr = _TOKEN_LUT[np.frombuffer(seq.encode("ascii", "replace"), dtype=np.uint8)]
-    if (arr == 255).any():  # not normalized yet: apply the tokenizer policy (or name the char)
-        try:
-            seq = normalize_sequence(seq)
-        except ValueError as exc:
-            raise InputFileError(path, f"row {row} (id {rid}): {exc}") from None
-        arr = _TOKEN_LUT[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
-    return arr
+    try:
+        return _TOKENIZER.encode(seq, add_special_tokens=False)
+    except ValueError as exc:
+        raise InputFileError(path, f"row {row} (id {rid}): {exc}") from None
 
 
 def load_split(path: str | Path) -> SplitData:
@@ -361,8 +352,7 @@ def make_loader(dataset: RNADataset, sampler: BucketBatchSampler, max_len: int,
 def encode_sequences(sequences: Sequence[str], max_len: int | None = None,
                      bucket_multiple: int = 32) -> dict[str, torch.Tensor]:
     """Inference batch for raw sequences (no masking, no crop: too-long input is an error)."""
-    toks = [_TOKEN_LUT[np.frombuffer(normalize_sequence(s).encode("ascii"), np.uint8)]
-            for s in sequences]
+    toks = [_TOKENIZER.encode(s, add_special_tokens=False) for s in sequences]
     longest = max(len(t) for t in toks) + 2
     if max_len is not None and longest > max_len:
         raise ValueError(f"sequence of {longest - 2} nt exceeds the model's max_len {max_len} - 2")

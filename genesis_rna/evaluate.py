@@ -69,8 +69,9 @@ from genesis_rna.inference import (
     predict_structures,
 )
 from genesis_rna.pair_metrics import Pair
+from genesis_rna.sequences import MODEL_INPUT, normalize_sequence
 from genesis_rna.structures import element_labels, parse_dot_bracket
-from genesis_rna.tokenization import A_ID, N_ID, VOCAB, normalize_sequence
+from genesis_rna.tokenization import A_ID, N_ID, VOCAB
 from genesis_rna.train_pretrain import autocast_for
 
 TEST_NAME = "test"
@@ -104,7 +105,7 @@ def _admit(records: Iterable[tuple[str, str, list[Pair], str | None]], dataset: 
             skipped.append({"dataset": dataset, "id": rid, "length": len(seq), "reason": reason})
 
         try:
-            norm = normalize_sequence(seq)
+            norm = normalize_sequence(seq, MODEL_INPUT).sequence
         except ValueError as exc:
             skip(f"sequence cannot be read by the model: {exc}")
             continue

@@ -1,9 +1,9 @@
 """parse_fasta stage: stream a FASTA(.gz) into a normalized sequences table, a rejected table
 and a stats JSON. Nothing disappears without a reason: records_read == kept + rejected.
 
-Parsing is Biopython's ``SimpleFastaParser``, fed through a line source that counts lines (so
-every record and rejection carries its 1-based header line), decodes strictly (binary input is
-an error, not garbage sequences) and requires the first non-blank line to be a ``>`` header.
+Records come from ``seqio.read_fasta`` (plain or gzip, strictly decoded, each with its 1-based
+header line, which every rejection carries) and are normalized by
+``sequences.normalize_sequence`` under ``FASTA_RECORDS`` with the configured ``iupac``.
 
 Memory: sequences stream out in row groups. What grows with the corpus is two dictionaries
 needed to find duplicates: id -> header line, and sha1 digest (20 bytes) of each kept
@@ -21,92 +21,25 @@ in; otherwise the temporary file is renamed into place. Both passes are memory-f
 from __future__ import annotations
 
 import argparse
-import contextlib
-import gzip
 import hashlib
 import os
 import re
 import sys
-import zlib
-from collections import Counter, deque
-from collections.abc import Iterator
+from collections import Counter
+from dataclasses import replace
 from pathlib import Path
-from typing import IO
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-from Bio.SeqIO.FastaIO import SimpleFastaParser
 from tqdm import tqdm
 
 from genesis_rna.atomic import atomic_path, write_json
 from genesis_rna.errors import ConfigError, GenesisError, InputFileError
+from genesis_rna.seqio import read_fasta
+from genesis_rna.sequences import FASTA_RECORDS, InvalidSequence, normalize_sequence
 from genesis_rna.tables import REJECTED, SEQUENCES, ParquetStreamWriter
 
-IUPAC_AMBIGUOUS = "RYKMSWBDHV"  # ambiguity codes other than N
-GAP_CHARS = "-."
-_LEGAL = re.compile(r"[^ACGTURYKMSWBDHVN]", re.IGNORECASE)
-_AMBIGUOUS = re.compile(f"[{IUPAC_AMBIGUOUS}]")
-_WHITESPACE = re.compile(r"\s+")
 _RNACENTRAL_ID = re.compile(r"^URS[0-9A-F]{10}(?:_(\d+))?$")
-_TO_RNA = str.maketrans("T", "U")
-
-
-class _LineSource:
-    """Lines of a FASTA for SimpleFastaParser, counted, strictly decoded and checked.
-
-    The parser reads one header ahead before yielding a record, so header line numbers are
-    queued here and the consumer pops one per record.
-    """
-
-    def __init__(self, fh: IO[bytes], path: Path):
-        self.fh = fh
-        self.path = path
-        self.line = 0
-        self.header_lines: deque[int] = deque()
-        # SimpleFastaParser loops over its handle twice; both loops must share one iterator.
-        self._lines = self._read()
-
-    def __iter__(self) -> Iterator[str]:
-        return self._lines
-
-    def _read(self) -> Iterator[str]:
-        started = False
-        for raw in self.fh:
-            self.line += 1
-            if b"\x00" in raw:
-                raise InputFileError(self.path, "binary data (NUL byte): not a FASTA file", self.line)
-            try:
-                text = raw.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputFileError(
-                    self.path, "undecodable bytes (not UTF-8 text): not a FASTA file", self.line
-                ) from None
-            if not started:
-                if self.line == 1:
-                    text = text.removeprefix("\ufeff")  # a UTF-8 byte-order mark
-                if not text.strip():
-                    continue
-                if not text.startswith(">"):
-                    raise InputFileError(
-                        self.path,
-                        f"not a FASTA file: expected a '>' header, line starts with {text[:20]!r}",
-                        self.line,
-                    )
-                started = True
-            if text.startswith(">"):
-                self.header_lines.append(self.line)
-            yield text
-
-
-@contextlib.contextmanager
-def _open_binary(path: Path) -> Iterator[IO[bytes]]:
-    """Plain or gzip (by magic bytes, not name) binary handle."""
-    with open(path, "rb") as fh:
-        if fh.peek(2)[:2] == b"\x1f\x8b":
-            with gzip.GzipFile(fileobj=fh, mode="rb") as gz:
-                yield gz
-        else:
-            yield fh
 
 
 def parse_header(title: str) -> tuple[str, str, int | None]:
@@ -123,37 +56,6 @@ def parse_header(title: str) -> tuple[str, str, int | None]:
     m = _RNACENTRAL_ID.match(rec_id)
     taxid = int(m.group(1)) if m and m.group(1) else None
     return rec_id, description, taxid
-
-
-def normalize_sequence(raw: str, iupac: str) -> tuple[str | None, str, str, int]:
-    """(sequence or None, reason category, reason, IUPAC codes turned into N).
-
-    Whitespace is removed, letters uppercased, T -> U. Gap characters and anything outside
-    A/C/G/T/U and the IUPAC codes reject the record; ambiguity codes R..V become N
-    (``iupac='to_n'``) or reject it (``iupac='reject'``). N itself is left to the caller's
-    ``max_ambiguous_fraction`` in both modes.
-    """
-    seq = _WHITESPACE.sub("", raw)
-    if not seq:
-        return None, "empty sequence", "empty sequence", 0
-    bad = _LEGAL.search(seq)
-    if bad:
-        ch, pos = bad.group(), bad.start() + 1
-        if ch in GAP_CHARS:
-            return None, "gap characters", (
-                f"gap characters ({ch!r} at position {pos}); ungap the input"
-            ), 0
-        return None, "illegal character", f"illegal character {ch!r} at position {pos}", 0
-    seq = seq.upper().translate(_TO_RNA)
-    if iupac == "reject":
-        amb = _AMBIGUOUS.search(seq)
-        if amb:
-            return None, "IUPAC code", (
-                f"IUPAC ambiguity code {amb.group()!r} at position {amb.start() + 1} (iupac=reject)"
-            ), 0
-        return seq, "", "", 0
-    seq, converted = _AMBIGUOUS.subn("N", seq)
-    return seq, "", "", converted
 
 
 def _median(hist: Counter[int]) -> float | None:
@@ -218,6 +120,7 @@ def parse_fasta(
     fasta, sequences_out = Path(fasta), Path(sequences_out)
     if not fasta.is_file():
         raise InputFileError(fasta, "FASTA file not found")
+    policy = replace(FASTA_RECORDS, ambiguity=iupac)
     pass1 = sequences_out.with_name(f".{sequences_out.name}.pass1.parquet")
 
     ids: dict[str, int] = {}
@@ -232,11 +135,7 @@ def parse_fasta(
     placed: list[Path] = []
     try:
         try:
-            with (
-                ParquetStreamWriter(rejected_out, REJECTED, row_group_size) as rejected,
-                _open_binary(fasta) as fh,
-            ):
-                source = _LineSource(fh, fasta)
+            with ParquetStreamWriter(rejected_out, REJECTED, row_group_size) as rejected:
                 with ParquetStreamWriter(pass1, SEQUENCES, row_group_size) as out:
                     bar = tqdm(desc=f"parse {fasta.name}", unit="seq", disable=not progress,
                                mininterval=2)
@@ -245,8 +144,8 @@ def parse_fasta(
                         by_reason[category] += 1
                         rejected.write({"id": rec_id, "line": line, "reason": reason})
 
-                    for title, raw in SimpleFastaParser(source):
-                        line = source.header_lines.popleft()
+                    for record in read_fasta(fasta):
+                        title, raw, line = record.title, record.sequence, record.line
                         read += 1
                         bar.update(1)
                         rec_id, description, taxid = parse_header(title)
@@ -257,10 +156,12 @@ def parse_fasta(
                         if first_line != line:
                             reject("duplicate id", f"duplicate id, first seen at line {first_line}")
                             continue
-                        seq, category, reason, converted = normalize_sequence(raw, iupac)
-                        if seq is None:
-                            reject(category, reason)
+                        try:
+                            normalized = normalize_sequence(raw, policy)
+                        except InvalidSequence as exc:
+                            reject(exc.category, exc.reason)
                             continue
+                        seq, converted = normalized.sequence, normalized.ambiguity_to_n
                         n_amb = seq.count("N")
                         if n_amb / len(seq) > max_ambiguous_fraction:
                             reject("ambiguous fraction", f"ambiguous (N) fraction {n_amb / len(seq):.3f} "
@@ -289,15 +190,11 @@ def parse_fasta(
                             "seq_hash": digest.hex(), "duplicates": 0,
                         })
                     bar.close()
-                    if read == 0:
-                        raise InputFileError(fasta, "no FASTA records (empty file?)")
                 n_rejected = sum(by_reason.values())
                 assert read == kept + n_rejected, (read, kept, n_rejected)
                 _finalize_sequences(pass1, sequences_out, dup_counts, row_group_size)
                 placed.append(sequences_out)
             placed.append(Path(rejected_out))
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise InputFileError(fasta, f"truncated or corrupt gzip file: {exc}") from exc
         finally:
             pass1.unlink(missing_ok=True)
 

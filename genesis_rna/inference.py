@@ -26,7 +26,8 @@ from genesis_rna.data import bucket_length, encode_sequences
 from genesis_rna.decoding import DEFAULT_DECODER, check_decoder, decode_map
 from genesis_rna.errors import ConfigError, InputFileError
 from genesis_rna.pair_metrics import Pair
-from genesis_rna.tokenization import STRUCTURE_CLASSES, VOCAB, Tokenizer, normalize_sequence
+from genesis_rna.sequences import MODEL_INPUT, normalize_sequence
+from genesis_rna.tokenization import STRUCTURE_CLASSES, VOCAB, Tokenizer
 from genesis_rna.train_pretrain import autocast_for
 
 _CLASS_BYTES = np.frombuffer(STRUCTURE_CLASSES.encode("ascii"), dtype=np.uint8)
@@ -211,7 +212,7 @@ def predict_structures(
     seqs = []
     for k, s in enumerate(sequences):
         try:
-            seqs.append(normalize_sequence(s))
+            seqs.append(normalize_sequence(s, MODEL_INPUT).sequence)
         except ValueError as exc:
             raise ValueError(f"sequence {k}: {exc}") from None
 

@@ -18,99 +18,55 @@ readable with ``allow_pickle=False``).
 from __future__ import annotations
 
 import argparse
-import gzip
 import sys
-import zlib
-from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
+from genesis_rna import seqio
 from genesis_rna.atomic import atomic_open, atomic_path
 from genesis_rna.decoding import DECODERS
 from genesis_rna.errors import ConfigError, GenesisError, InputFileError
-from genesis_rna.fasta import normalize_sequence, parse_header
+from genesis_rna.fasta import parse_header
 from genesis_rna.inference import (
     Prediction,
     load_for_inference,
     predict_structures,
 )
+from genesis_rna.sequences import FASTA_RECORDS, InvalidSequence, normalize_sequence
 from genesis_rna.structures import pairs_to_dot_bracket
 from genesis_rna.tables import write_table
 
 
 @dataclass
-class FastaRecord:
+class InputSequence:
     id: str
     sequence: str  # normalized
     line: int  # 1-based header line
 
 
-def read_fasta(path: str | Path) -> list[FastaRecord]:
-    """Records of a FASTA(.gz) file; sequences normalized (``fasta.normalize_sequence``,
+def read_fasta(path: str | Path) -> list[InputSequence]:
+    """Records of a FASTA(.gz) file; sequences normalized (``sequences.FASTA_RECORDS``,
     ambiguity codes -> N). Malformed input raises ``InputFileError`` naming file and line."""
     path = Path(path)
     if not path.is_file():
         raise InputFileError(path, "input FASTA not found")
-    records: list[FastaRecord] = []
-    header: tuple[int, str] | None = None
-    chunks: list[str] = []
-
-    def finish() -> None:
-        assert header is not None
-        line, title = header
-        rid, _, _ = parse_header(title)
+    records: list[InputSequence] = []
+    for rec in seqio.read_fasta(path):
+        rid, _, _ = parse_header(rec.title)
         if not rid:
-            raise InputFileError(path, "header without an id", line)
-        seq, _, reason, _ = normalize_sequence("".join(chunks), "to_n")
-        if seq is None:
-            raise InputFileError(path, f"record {rid!r}: {reason}", line)
-        records.append(FastaRecord(rid, seq, line))
-
-    for n, text in _lines(path):
-        if not text.strip():
-            continue
-        if text.startswith(">"):
-            if header is not None:
-                finish()
-            header, chunks = (n, text[1:]), []
-        elif header is None:
-            raise InputFileError(path, f"not a FASTA file: expected a '>' header, found "
-                                 f"{text[:20]!r}", n)
-        else:
-            chunks.append(text.strip())
-    if header is None:
-        raise InputFileError(path, "no FASTA records (empty file?)")
-    finish()
+            raise InputFileError(path, "header without an id", rec.line)
+        try:
+            seq = normalize_sequence(rec.sequence, FASTA_RECORDS).sequence
+        except InvalidSequence as exc:
+            raise InputFileError(path, f"record {rid!r}: {exc}", rec.line) from None
+        records.append(InputSequence(rid, seq, rec.line))
     return records
 
 
-def _lines(path: Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, text) of a plain or gzip file; binary data is an error."""
-    with open(path, "rb") as raw:
-        fh = gzip.GzipFile(fileobj=raw) if raw.peek(2)[:2] == b"\x1f\x8b" else raw
-        n = 0
-        lines = iter(fh)
-        while True:
-            try:
-                line = next(lines)
-            except StopIteration:
-                return
-            except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-                raise InputFileError(path, f"truncated or corrupt gzip data: {exc}", n + 1) from None
-            n += 1
-            if b"\x00" in line:
-                raise InputFileError(path, "binary data (NUL byte): not a FASTA file", n)
-            try:
-                text = line.decode("utf-8")
-            except UnicodeDecodeError:
-                raise InputFileError(path, "undecodable bytes: not a FASTA file", n) from None
-            yield n, text.removeprefix("\ufeff").rstrip("\r\n")
-
-
-def write_dot_bracket_fasta(path: str | Path | None, records: list[FastaRecord],
+def write_dot_bracket_fasta(path: str | Path | None, records: list[InputSequence],
                             predictions: list[Prediction]) -> None:
     """``>id``, sequence, structure per record; to stdout when ``path`` is None."""
     text = "".join(f">{r.id}\n{r.sequence}\n{pairs_to_dot_bracket(p.pairs, len(r.sequence))}\n"
@@ -122,7 +78,7 @@ def write_dot_bracket_fasta(path: str | Path | None, records: list[FastaRecord],
             fh.write(text)
 
 
-def write_pair_probs(path: str | Path, records: list[FastaRecord],
+def write_pair_probs(path: str | Path, records: list[InputSequence],
                      predictions: list[Prediction]) -> None:
     """Long table index, id, i, j, prob (0-based, i < j) as .parquet or .npz (no pickle)."""
     path = Path(path)

@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from genesis_rna.atomic import write_json
 from genesis_rna.benchmarks import iter_benchmark_records
 from genesis_rna.errors import ConfigError, GenesisError, InputFileError
-from genesis_rna.structures import _open_text
+from genesis_rna.seqio import open_input
 from genesis_rna.tables import REJECTED, SPLITS, ParquetStreamWriter
 
 MMSEQS_MISSING = (
@@ -112,7 +112,7 @@ def benchmark_hits(
                 if rid in seen:
                     rid = f"{rid}#{k}"
                 seen.add(rid)
-                yield rid, rec.sequence.upper().replace("T", "U")
+                yield rid, rec.sequence  # structure readers already uppercase with T -> U
 
     if _write_fasta(bench_records(), bench_fa) == 0:
         return {}
@@ -144,7 +144,7 @@ def read_family_table(path: str | Path, ids: set[str]) -> dict[str, list[tuple[s
     path = Path(path)
     if not path.exists():
         raise ConfigError("split.family_table", f"file {path} not found")
-    with _open_text(path) as fh:  # plain or gzip, told apart by content
+    with open_input(path, text=True) as fh:  # plain or gzip, told apart by content
         first = fh.readline()
         sep = "\t" if "\t" in first else ","
         header = [c.strip() for c in next(csv.reader([first], delimiter=sep), [])]

@@ -22,6 +22,8 @@ from pathlib import Path
 from typing import IO
 
 from genesis_rna.errors import InputFileError
+from genesis_rna.seqio import FastaRecord, numbered_lines, open_input, read_fasta, text_lines
+from genesis_rna.sequences import STRUCTURE_RECORDS, normalize_sequence
 
 Pair = tuple[int, int]
 
@@ -208,46 +210,13 @@ def element_labels(pairs: Iterable[Pair], length: int) -> str:
 # Low-level file access
 
 
-def _is_gzip(path: Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == b"\x1f\x8b"
-
-
-def _open_text(path: Path) -> IO[str]:
-    if not path.exists():
-        raise InputFileError(path, "file not found")
-    if _is_gzip(path):
-        return gzip.open(path, "rt", encoding="utf-8", newline=None)
-    return open(path, encoding="utf-8", newline=None)
-
-
-def _guarded(lines: Iterable[str], source: str) -> Iterator[str]:
-    """Turn decoding and gzip failures while reading into InputFileError naming the file."""
-    it = iter(lines)
-    n = 0
-    while True:
-        try:
-            line = next(it)
-        except StopIteration:
-            return
-        except UnicodeDecodeError as exc:
-            raise InputFileError(source, f"not UTF-8 text near line {n + 1}: {exc}") from exc
-        except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
-            raise InputFileError(source, f"truncated or corrupt gzip data: {exc}") from exc
-        n += 1
-        yield line
-
-
-def _iter_lines(path: str | Path) -> Iterator[tuple[int, str]]:
-    """(1-based line number, line without its line ending) of a text file, gzip or plain."""
-    path = Path(path)
-    with _open_text(path) as fh:
-        for n, line in enumerate(_guarded(fh, str(path)), start=1):
-            yield n, line.rstrip("\r\n")
+def _guarded(fh: IO[str], source: str) -> Iterator[str]:
+    """The lines of an ``open_input`` text handle, read errors naming the file (for csv)."""
+    return (line for _, line in numbered_lines(fh, source))
 
 
 def _rna(seq: str) -> str:
-    return seq.upper().replace("T", "U")
+    return normalize_sequence(seq, STRUCTURE_RECORDS).sequence
 
 
 def family_from_filename(name: str) -> str | None:
@@ -341,7 +310,7 @@ def read_bpseq(
         return [_parse_bpseq(lines, "<string>", id or "<string>", family)]
     path = Path(path_or_text)
     rec_id = id or _strip_suffix(path.name, ".bpseq")
-    return [_parse_bpseq(_iter_lines(path), str(path), rec_id, family)]
+    return [_parse_bpseq(text_lines(path), str(path), rec_id, family)]
 
 
 def iter_bpseq_archive(path: str | Path) -> Iterator[StructureRecord]:
@@ -399,7 +368,7 @@ def read_ct(path: str | Path, *, family: str | None = None) -> list[StructureRec
     source = str(path)
     stem = _strip_suffix(path.name, ".ct")
     records: list[tuple[str, list[Pair]]] = []
-    lines = _iter_lines(path)
+    lines = text_lines(path)
     for n, raw in lines:
         text = raw.strip()
         if not text or text.startswith("#"):
@@ -456,57 +425,41 @@ def read_dot_bracket_fasta(path: str | Path) -> Iterator[StructureRecord]:
     (ViennaRNA's ``(-12.30)`` energy) is ignored. When sequence and structure span several
     lines, the split is where the two halves have equal length.
     """
-    path = Path(path)
     source = str(path)
-    header: tuple[int, str] | None = None
-    body: list[str] = []
+    for rec in read_fasta(path, comment="#", keep_lines=True):
+        yield _dot_bracket_record(rec, source)
 
-    def finish() -> StructureRecord:
-        assert header is not None
-        n, title = header
-        words = title.split()
-        if not words:
-            raise InputFileError(source, "empty header (no id)", n)
-        if len(body) < 2:
-            raise InputFileError(source, f"record {words[0]!r} needs a sequence and a structure line", n)
-        total = sum(len(b) for b in body)
-        prefix = 0
-        for k in range(1, len(body)):
-            prefix += len(body[k - 1])
-            if 2 * prefix == total:
-                break
-        else:
-            if len(body) == 2:
-                raise InputFileError(
-                    source,
-                    f"record {words[0]!r}: structure length {len(body[1])} != sequence length "
-                    f"{len(body[0])}",
-                    n,
-                )
+
+def _dot_bracket_record(rec: FastaRecord, source: str) -> StructureRecord:
+    n = rec.line
+    words = rec.title.split()
+    if not words:
+        raise InputFileError(source, "empty header (no id)", n)
+    body = [text.split()[0] for text in rec.lines]
+    if len(body) < 2:
+        raise InputFileError(source, f"record {words[0]!r} needs a sequence and a structure line", n)
+    total = sum(len(b) for b in body)
+    prefix = 0
+    for k in range(1, len(body)):
+        prefix += len(body[k - 1])
+        if 2 * prefix == total:
+            break
+    else:
+        if len(body) == 2:
             raise InputFileError(
-                source, f"record {words[0]!r}: cannot split lines into sequence and structure "
-                "of equal length", n,
+                source,
+                f"record {words[0]!r}: structure length {len(body[1])} != sequence length "
+                f"{len(body[0])}",
+                n,
             )
-        seq = "".join(body[:k])
-        db = "".join(body[k:])
-        pairs = parse_dot_bracket(db, source=source, line=n)
-        return StructureRecord(words[0], _rna(seq), pairs, None)
-
-    for n, raw in _iter_lines(path):
-        text = raw.strip()
-        if not text or text.startswith("#"):
-            continue
-        if text.startswith(">"):
-            if header is not None:
-                yield finish()
-            header, body = (n, text[1:]), []
-        elif header is None:
-            raise InputFileError(source, "expected a '>' header line before any sequence", n)
-        else:
-            body.append(text.split()[0])
-    if header is None:
-        raise InputFileError(source, "no records (expected '>id', sequence, structure)")
-    yield finish()
+        raise InputFileError(
+            source, f"record {words[0]!r}: cannot split lines into sequence and structure "
+            "of equal length", n,
+        )
+    seq = "".join(body[:k])
+    db = "".join(body[k:])
+    pairs = parse_dot_bracket(db, source=source, line=n)
+    return StructureRecord(words[0], _rna(seq), pairs, None)
 
 
 # --------------------------------------------------------------------------------------------
@@ -516,7 +469,7 @@ def read_dot_bracket_fasta(path: str | Path) -> Iterator[StructureRecord]:
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, str]]]:
     """(line number, row) of a delimited file; csv errors become InputFileError."""
     source = str(path)
-    with _open_text(path) as fh:
+    with open_input(path, text=True) as fh:
         reader = csv.DictReader(_guarded(fh, source), delimiter=delimiter)
         try:
             for row in reader:
@@ -528,7 +481,7 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, dict[str, str]]
 
 
 def _header(path: Path, delimiter: str) -> list[str]:
-    with _open_text(path) as fh:
+    with open_input(path, text=True) as fh:
         first = next(_guarded(fh, str(path)), "")
     return next(csv.reader([first], delimiter=delimiter), [])
 
@@ -615,7 +568,7 @@ def _delimiter(path: Path) -> str:
         return ","
     if name.endswith((".tsv", ".tab")):
         return "\t"
-    with _open_text(path) as fh:
+    with open_input(path, text=True) as fh:
         first = next(_guarded(fh, str(path)), "")
     return "\t" if "\t" in first else ","
 

@@ -1,17 +1,17 @@
 """Nucleotide tokenizer and the fixed structure-class order.
 
-Policy (deliberate, tested):
-- ``T`` becomes ``U`` (DNA-encoded RNA is common in RNAcentral and FASTA dumps);
-- lowercase becomes uppercase (soft-masking carries no meaning for this model);
-- IUPAC ambiguity codes (R Y K M S W B D H V N) become ``N``: the base is unknown, so the
-  model sees one "unknown" token instead of ten rare ones it could never learn;
-- anything else (gaps, digits, whitespace, punctuation) raises ``ValueError`` naming the
-  character and its 0-based position, since silently dropping it would shift every label.
+The tokenizer reads sequences under ``sequences.MODEL_INPUT``: T -> U, lowercase -> uppercase,
+IUPAC ambiguity codes -> ``N``; anything else (gaps, digits, whitespace, punctuation) raises
+``ValueError`` naming the character and its 0-based position.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+
+import numpy as np
+
+from genesis_rna.sequences import MODEL_INPUT, normalize_sequence
 
 # Special tokens first so that PAD is 0 (zero-filled tensors are padding by construction).
 SPECIAL_TOKENS: tuple[str, ...] = ("<pad>", "<mask>", "<cls>", "<sep>")
@@ -25,25 +25,8 @@ A_ID, C_ID, G_ID, U_ID, N_ID = 4, 5, 6, 7, 8
 STRUCTURE_CLASSES: str = "EHSBIM"
 STRUCTURE_INDEX: dict[str, int] = {c: k for k, c in enumerate(STRUCTURE_CLASSES)}
 
-IUPAC_AMBIGUOUS = frozenset("RYKMSWBDHVN")
 # Canonical pairs (Watson-Crick plus GU wobble), used by pair post-processing.
 CANONICAL_PAIRS = frozenset({("A", "U"), ("U", "A"), ("G", "C"), ("C", "G"), ("G", "U"), ("U", "G")})
-
-
-def normalize_sequence(sequence: str) -> str:
-    """Apply the policy above; return an A/C/G/U/N string or raise ``ValueError``."""
-    out = []
-    for pos, ch in enumerate(sequence):
-        up = ch.upper()
-        if up in "ACGU":
-            out.append(up)
-        elif up == "T":
-            out.append("U")
-        elif up in IUPAC_AMBIGUOUS:
-            out.append("N")
-        else:
-            raise ValueError(f"invalid nucleotide {ch!r} at position {pos}")
-    return "".join(out)
 
 
 class Tokenizer:
@@ -54,18 +37,32 @@ class Tokenizer:
         self.index = {tok: k for k, tok in enumerate(self.vocab)}
         if self.vocab[:4] != SPECIAL_TOKENS:
             raise ValueError(f"vocabulary must start with {SPECIAL_TOKENS}, got {self.vocab[:4]}")
+        if len(self.vocab) > 255:
+            raise ValueError(f"at most 255 tokens fit the uint8 ids, got {len(self.vocab)}")
+        # Byte -> token id of the one-letter tokens (255: not a token), so that sequences
+        # already normalized (every split table's) encode without a Python loop per base.
+        self._byte_to_id = np.full(256, 255, dtype=np.uint8)
+        for k, tok in enumerate(self.vocab):
+            if len(tok) == 1 and ord(tok) < 128:
+                self._byte_to_id[ord(tok)] = k
 
     @property
     def vocab_size(self) -> int:
         return len(self.vocab)
 
-    def encode_nucleotides(self, sequence: str) -> list[int]:
-        """Token ids of the normalized sequence, without special tokens."""
-        return [self.index[c] for c in normalize_sequence(sequence)]
-
-    def encode(self, sequence: str, add_special_tokens: bool = True) -> list[int]:
-        ids = self.encode_nucleotides(sequence)
-        return [CLS_ID, *ids, SEP_ID] if add_special_tokens else ids
+    def encode(self, sequence: str, add_special_tokens: bool = True) -> np.ndarray:
+        """uint8 token ids of ``sequence`` under ``MODEL_INPUT`` (``ValueError`` naming the
+        character it cannot read), framed by CLS ... SEP with ``add_special_tokens``."""
+        ids = self._byte_to_id[np.frombuffer(sequence.encode("ascii", "replace"), np.uint8)]
+        if (ids == 255).any():  # not normalized yet: apply the policy (or name the character)
+            normalized = normalize_sequence(sequence, MODEL_INPUT).sequence
+            ids = self._byte_to_id[np.frombuffer(normalized.encode("ascii"), np.uint8)]
+            if (ids == 255).any():
+                missing = sorted({c for c in normalized if c not in self.index})
+                raise ValueError(f"nucleotides {missing} are not in the vocabulary {self.vocab}")
+        if add_special_tokens:
+            ids = np.concatenate([np.array([CLS_ID], np.uint8), ids, np.array([SEP_ID], np.uint8)])
+        return ids
 
     def decode(self, ids: Sequence[int], skip_special_tokens: bool = True) -> str:
         toks = [self.vocab[int(i)] for i in ids]

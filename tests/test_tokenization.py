@@ -18,7 +18,6 @@ from genesis_rna.tokenization import (
     SEP_ID,
     STRUCTURE_CLASSES,
     Tokenizer,
-    normalize_sequence,
 )
 
 
@@ -30,20 +29,29 @@ def test_vocab_layout():
     assert Tokenizer.from_dict(tok.to_dict()).vocab == tok.vocab
 
 
-def test_policy_t_lowercase_iupac():
-    assert normalize_sequence("acgt") == "ACGU"
-    assert normalize_sequence("ACGURYKMSWBDHVN") == "ACGU" + "N" * 11
+def test_encode_applies_the_model_policy_and_decode_inverts_it():
     tok = Tokenizer()
     ids = tok.encode("gaT")
     assert ids[0] == CLS_ID and ids[-1] == SEP_ID
     assert tok.decode(ids) == "GAU"
+    # already-normalized text (the table fast path) and raw text give the same ids
+    assert tok.encode("GAUN", add_special_tokens=False).tolist() == tok.encode(
+        "gatr", add_special_tokens=False).tolist() == [6, 4, 7, 8]
+    assert tok.decode(tok.encode("ACGUN")) == "ACGUN"
 
 
 @pytest.mark.parametrize("seq,char,pos", [("ACG-U", "-", 3), ("AC GU", " ", 2), ("X", "X", 0),
-                                          ("ACGU1", "1", 4)])
-def test_invalid_characters_named(seq, char, pos):
+                                          ("ACGU1", "1", 4), ("ACé", "é", 2)])
+def test_encode_names_the_character_it_cannot_read(seq, char, pos):
     with pytest.raises(ValueError, match=rf"{char!r} at position {pos}"):
-        normalize_sequence(seq)
+        Tokenizer().encode(seq)
+
+
+def test_encode_rejects_letters_missing_from_a_custom_vocabulary():
+    tok = Tokenizer(("<pad>", "<mask>", "<cls>", "<sep>", "A", "C", "G", "U"))
+    assert tok.encode("ACGU", add_special_tokens=False).tolist() == [4, 5, 6, 7]
+    with pytest.raises(ValueError, match=r"\['N'\] are not in the vocabulary"):
+        tok.encode("ACGR")
 
 
 def _split(lengths, seed=0):
