@@ -125,7 +125,7 @@ def test_outputs_present_and_consistent(evaluated, benchmarks):
         assert set(block["per_length_bin"]) == set(frame["length_bin"])
     assert skipped.to_dict("records") == [
         {"dataset": "small", "id": "csv1", "length": 45,
-         "reason": "sequence cannot be read by the model: invalid nucleotide 'X' at position 10"}]
+         "reason": "sequence cannot be read by the model: illegal character 'X' at position 10"}]
     rows = pd.read_csv(out / "summary.tsv", sep="\t")
     assert {"model_f1", "vienna_f1", "model_pooled_f1", "vienna_mcc"} <= set(rows.columns)
     assert set(rows["breakdown"]) == {"all", "family", "length_bin"}
