@@ -194,7 +194,7 @@ def predict_structures(
     nucleotides per window for sequences longer than that (default and maximum: the model's
     ``max_len - 2``). ``batch_cells``: budget of batch x T x T pair-map cells per forward
     pass (default per device, see ``default_batch_cells``). ``keep_pair_probs``: also return the (window-averaged) probabilities >= ``prob_floor``.
-    Sequences are normalized by the tokenizer policy (T -> U, IUPAC codes -> N); a character
+    Sequences are normalized under ``sequences.MODEL_INPUT`` (T -> U, IUPAC codes -> N); a character
     outside it raises ``ValueError`` naming the sequence and position.
     """
     if tokenizer is not None and tuple(tokenizer.vocab) != VOCAB:
