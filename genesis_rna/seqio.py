@@ -22,8 +22,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from Bio.SeqIO.FastaIO import SimpleFastaParser
-
 from genesis_rna.errors import InputFileError
 
 GZIP_MAGIC = b"\x1f\x8b"
@@ -162,6 +160,10 @@ def read_fasta(path: str | Path, *, comment: str | None = None,
     formats whose line breaks mean something). A file without records is an error, as is
     anything before the first header but blank lines.
     """
+    # Imported here: Bio.SeqIO pulls in all of Biopython's parsers (about 0.5 s), a cost that
+    # modules needing only the opener (structures, split) should not pay at import.
+    from Bio.SeqIO.FastaIO import SimpleFastaParser
+
     path = Path(path)
     found = False
     with open_input(path) as fh:
