@@ -33,11 +33,6 @@ def _gzip_error(path: str | Path, exc: Exception, line: int | None = None) -> In
     return InputFileError(path, f"truncated or corrupt gzip data: {exc}", line)
 
 
-def is_gzip(path: str | Path) -> bool:
-    with open(path, "rb") as fh:
-        return fh.read(2) == GZIP_MAGIC
-
-
 @contextlib.contextmanager
 def open_input(path: str | Path, *, text: bool = False) -> Iterator[IO]:
     """A binary (or, with ``text``, UTF-8 text with universal newlines) handle on ``path``,
