@@ -1,6 +1,7 @@
 # Held-out evaluation of each trained model (train = pretrained, finetune, finetune_scratch) on
 # the test split and every curated benchmark in config, with the ViennaRNA baseline on the very
-# same sequences and the same scoring; compare_models puts the models side by side.
+# same sequences and the same scoring; plot_evaluation draws its plots from those files and
+# compare_models puts the models side by side.
 
 
 rule evaluate_model:
