@@ -18,14 +18,9 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from genesis_rna.errors import ConfigError, InputFileError
+from genesis_rna.folding import mfe_fold, vienna_version
 from genesis_rna.structures import element_labels, parse_dot_bracket, read_provided_structures
 from genesis_rna.tables import ANNOTATIONS, REJECTED, SEQUENCES, SPLITS, ParquetStreamWriter
-
-
-def vienna_version() -> str:
-    import RNA
-
-    return RNA.__version__
 
 
 def scatter_sequences(sequences: str | Path, shards: Sequence[str | Path]) -> list[int]:
@@ -51,22 +46,6 @@ def scatter_sequences(sequences: str | Path, shards: Sequence[str | Path]) -> li
     for w in writers:
         w.close()
     return counts
-
-
-def mfe_fold(sequence: str, max_bp_span: int = -1, temperature: float = 37.0) -> tuple[str, float]:
-    """ViennaRNA MFE structure and free energy (kcal/mol); -1 means no base-pair span limit.
-
-    Settings are arguments, not process state, so the annotation stage and the evaluation
-    baseline (default parameters) can fold in one process without affecting each other.
-    """
-    import RNA
-
-    md = RNA.md()
-    md.temperature = temperature
-    if max_bp_span and max_bp_span > 0:
-        md.max_bp_span = max_bp_span
-    structure, mfe = RNA.fold_compound(sequence, md).mfe()
-    return structure, float(mfe)
 
 
 def _chunks(rows: Iterator[dict], size: int) -> Iterator[list[dict]]:

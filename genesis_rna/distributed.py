@@ -40,8 +40,8 @@ import torch
 import torch.distributed as dist
 
 from genesis_rna.errors import ConfigError
+from genesis_rna.runtime import DDP_BACKENDS
 
-BACKENDS = ("auto", "nccl", "gloo")
 _ENV = ("RANK", "WORLD_SIZE", "LOCAL_RANK")
 _PR_SET_PDEATHSIG = 1
 
@@ -154,8 +154,8 @@ def init_from_env(backend: str = "auto", device: str = "auto") -> Distributed:
     ``backend`` auto: nccl when training on CUDA, gloo on CPU. ``device`` is the trainer's
     device setting ("auto", "cpu", "cuda"); each rank uses cuda:LOCAL_RANK.
     """
-    if backend not in BACKENDS:
-        raise ConfigError("ddp_backend", f"{backend!r} not in {BACKENDS}")
+    if backend not in DDP_BACKENDS:
+        raise ConfigError("ddp_backend", f"{backend!r} not in {DDP_BACKENDS}")
     if not all(k in os.environ for k in _ENV):
         return Distributed()
     rank, world, local_rank = (_env_int(k) for k in _ENV)

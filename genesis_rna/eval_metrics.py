@@ -1,5 +1,5 @@
 """Evaluation metrics built on ``pair_metrics``: MCC, per-sequence score rows, their
-aggregation (per-sequence mean and pooled), breakdowns by family and length bin, element-label
+aggregation (per-sequence mean and pooled), grouping by family and length bin, element-label
 scores and the trivial baselines (majority structure class, unigram nucleotide frequencies).
 
 Pure numpy and plain Python; inputs are never modified. Conventions follow ``pair_metrics``:
@@ -113,15 +113,6 @@ def group_indices(keys: Sequence[Hashable], order: Sequence[Hashable] | None = N
     ordered = [k for k in (order or []) if k in groups]
     ordered += sorted((k for k in groups if k not in set(ordered)), key=str)
     return {k: groups[k] for k in ordered}
-
-
-def breakdown(scores: Sequence[Mapping[str, float]], keys: Sequence[Hashable],
-              order: Sequence[Hashable] | None = None) -> dict[Hashable, dict[str, float]]:
-    """``aggregate`` of each group of rows sharing a key (family, length bin, ...)."""
-    if len(scores) != len(keys):
-        raise ValueError(f"{len(scores)} score rows but {len(keys)} keys")
-    return {k: aggregate([scores[i] for i in idx])
-            for k, idx in group_indices(keys, order).items()}
 
 
 def element_ids(labels: str) -> np.ndarray:

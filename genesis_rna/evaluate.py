@@ -5,11 +5,10 @@ Per data set (``test`` for the split, else the benchmark's name) it writes, into
 - ``per_sequence_<dataset>.tsv``: one row per evaluated sequence (id, family, length, length
   bin, windowed flag, true pair count, and for the model and ViennaRNA: predicted pair count,
   P/R/F1 exact and with a one-position shift, MCC, the counts behind pooling, element accuracy);
-- ``f1_per_family_<dataset>.png`` (model vs ViennaRNA mean F1 per family; one "all" group
-  when the data set has no families) and ``f1_vs_length_<dataset>.png``;
 and, over all data sets: ``summary.json`` (everything, nested), ``summary.tsv`` (one row per
 data set x breakdown group, model and baseline columns side by side) and
-``not_evaluated.tsv`` (dataset, id, length, reason for every record left out).
+``not_evaluated.tsv`` (dataset, id, length, reason for every record left out). The F1 plots are
+drawn from these files by ``genesis_rna.eval_plots`` (the CLI does it too, unless ``--no-plots``).
 
 Scoring follows the field (see ``eval_metrics``): every curated pair counts, non-canonical and
 pseudoknotted ones included, while predictions are decoded (``genesis_rna.decoding``: the
@@ -25,10 +24,8 @@ read off the data they are scored on, so they are optimistic).
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import math
-import multiprocessing as mp
 import os
 import re
 import sys
@@ -39,17 +36,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from genesis_rna.annotate import mfe_fold, vienna_version
-from genesis_rna.atomic import atomic_open, atomic_path
+from genesis_rna.atomic import atomic_open
 from genesis_rna.benchmarks import iter_benchmark_records
 from genesis_rna.data import IGNORE_INDEX, RNADataset, SplitData, collate, load_split
-from genesis_rna.errors import ConfigError, GenesisError, InputFileError
+from genesis_rna.errors import ConfigError, GenesisError
 from genesis_rna.eval_metrics import (
     LENGTH_BIN_EDGES,
     aggregate,
@@ -62,6 +57,8 @@ from genesis_rna.eval_metrics import (
     score_pairs,
     unigram_scores,
 )
+from genesis_rna.eval_plots import plot_evaluation
+from genesis_rna.folding import vienna_structures, vienna_version
 from genesis_rna.inference import (
     default_batch_cells,
     length_batches,
@@ -69,10 +66,10 @@ from genesis_rna.inference import (
     predict_structures,
 )
 from genesis_rna.pair_metrics import Pair
+from genesis_rna.runtime import PRECISIONS, autocast_for
 from genesis_rna.sequences import MODEL_INPUT, normalize_sequence
-from genesis_rna.structures import element_labels, parse_dot_bracket
+from genesis_rna.structures import element_labels
 from genesis_rna.tokenization import A_ID, N_ID, VOCAB
-from genesis_rna.train_pretrain import autocast_for
 
 TEST_NAME = "test"
 METHODS = ("model", "vienna")
@@ -148,82 +145,17 @@ def load_test_split(path: str | Path, *, max_length: int | None = None,
 
 
 # --------------------------------------------------------------------------------------------
-# ViennaRNA baseline
-
-
-# Worker processes are spawned (the parent holds torch's threads, so no fork); each start
-# costs an import of this package, a few seconds, so small jobs fold in-process. Estimated
-# serial folding time: about (L / 100 nt)^3 / 215 s per sequence (ViennaRNA MFE is cubic).
-PARALLEL_MIN_SECONDS = 5.0
-
-
-def _fold_seconds(lengths: Iterable[int]) -> float:
-    return sum((n / 100) ** 3 for n in lengths) / 215
-
-
-def vienna_mfe(sequence: str) -> str:
-    """ViennaRNA MFE dot-bracket with default parameters (37 C, no span limit): the baseline
-    the field reports, whatever settings the training corpus was annotated with."""
-    return mfe_fold(sequence)[0]
-
-
-def _cache_key(sequence: str, version: str) -> str:
-    return hashlib.sha1(f"{version}\t{sequence}".encode()).hexdigest()
-
-
-def vienna_structures(sequences: Sequence[str], *, threads: int = 1, progress: bool = False,
-                      desc: str = "ViennaRNA", cache: str | Path | None = None
-                      ) -> list[list[Pair]]:
-    """MFE pairs (default ViennaRNA parameters) of each sequence, in input order.
-
-    ``threads`` > 1 folds in worker processes when the job is big enough to pay for them.
-    ``cache``: a Parquet file of (key, structure) keyed by ViennaRNA version and sequence,
-    read if present and rewritten with the new folds, so reruns skip finished sequences.
-    """
-    version = vienna_version()
-    keys = [_cache_key(s, version) for s in sequences]
-    known: dict[str, str] = {}
-    if cache is not None and Path(cache).exists():
-        try:
-            t = pq.read_table(cache, columns=["key", "structure"])
-        except (pa.ArrowInvalid, OSError, KeyError) as exc:
-            raise InputFileError(cache, f"unreadable ViennaRNA cache ({exc}); delete it") from None
-        known = dict(zip(t.column("key").to_pylist(), t.column("structure").to_pylist(),
-                         strict=True))
-    todo = sorted({k: s for k, s in zip(keys, sequences, strict=True) if k not in known}.items(),
-                  key=lambda kv: -len(kv[1]))  # longest first: better load balance
-    bar = tqdm(total=len(todo), desc=desc, unit="seq", disable=not progress, mininterval=1,
-               file=sys.stderr)
-    seqs = [s for _, s in todo]
-    if threads > 1 and len(todo) > 1 and _fold_seconds(map(len, seqs)) >= PARALLEL_MIN_SECONDS:
-        with mp.get_context("spawn").Pool(min(threads, len(todo))) as pool:
-            for (key, _), structure in zip(todo, pool.imap(vienna_mfe, seqs, chunksize=1),
-                                           strict=True):
-                known[key] = structure
-                bar.update(1)
-    else:
-        for (key, _), seq in zip(todo, seqs, strict=True):
-            known[key] = vienna_mfe(seq)
-            bar.update(1)
-    bar.close()
-    if cache is not None and todo:
-        table = pa.table({"key": list(known), "structure": list(known.values())})
-        with atomic_path(cache) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
-    return [parse_dot_bracket(known[k], source="ViennaRNA") for k in keys]
-
-
-# --------------------------------------------------------------------------------------------
 # Masked-nucleotide modelling on the test split
 
 
 @torch.no_grad()
 def masked_lm_eval(model: torch.nn.Module, data: SplitData, *, seed: int, mask_prob: float,
-                   device: torch.device, precision: str, batch_cells: int | None = None,
-                   progress: bool = False) -> dict:
+                   device: torch.device, precision: str, bucket_multiple: int,
+                   batch_cells: int | None = None, progress: bool = False) -> dict:
     """MLM accuracy and perplexity at masked positions with the fixed validation masks
     (``RNADataset(train=False)``: seeded per sequence id, first window of long sequences),
-    plus the unigram baseline from the same sequences' nucleotide frequencies."""
+    plus the unigram baseline from the same sequences' nucleotide frequencies.
+    ``bucket_multiple``: batch widths are rounded up to it (the training config's)."""
     if len(data) == 0:
         nan = mlm_summary(0.0, 0, 0)
         return {"model": nan, "unigram": nan}
@@ -236,9 +168,9 @@ def masked_lm_eval(model: torch.nn.Module, data: SplitData, *, seed: int, mask_p
     model.eval()
     try:
         cells = batch_cells or default_batch_cells(device)
-        for batch in tqdm(length_batches(lengths, max_len, cells, 256), desc="MLM test",
-                          unit="batch", disable=not progress, file=sys.stderr):
-            b = collate([ds[(0, k)] for k in batch], max_len, 32)
+        for batch in tqdm(length_batches(lengths, max_len, cells, 256, bucket_multiple),
+                          desc="MLM test", unit="batch", disable=not progress, file=sys.stderr):
+            b = collate([ds[(0, k)] for k in batch], max_len, bucket_multiple)
             with autocast_for(device, precision):
                 logits = model(b["tokens"].to(device), b["attention_mask"].to(device))["mlm_logits"]
             labels = b["mlm_labels"].to(device)
@@ -381,83 +313,6 @@ def summary_rows(dataset: str, block: dict) -> list[dict]:
     return rows
 
 
-_LABELS = {"model": "Genesis RNA model", "vienna": "ViennaRNA MFE"}
-_COLORS = {"model": "tab:blue", "vienna": "tab:orange"}
-
-
-def _save_figure(fig, path: Path) -> None:
-    import matplotlib.pyplot as plt
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=120, bbox_inches="tight")
-    plt.close(fig)
-
-
-def plot_f1_per_family(path: Path, dataset: str, block: dict, note: str = "") -> None:
-    """Grouped bars: mean F1 (exact) of model and ViennaRNA per family, n under each label.
-    A data set without families is shown per length bin instead (and says so)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_family = bool(block["per_family"])
-    groups = block["per_family"] if by_family else block["per_length_bin"]
-    names = list(groups)
-    methods = [m for m in METHODS if m in block["all"]]
-    x = np.arange(len(names))
-    width = 0.8 / len(methods)
-    fig, ax = plt.subplots(figsize=(max(6.0, 0.9 * len(names) + 2), 4.5))
-    for k, method in enumerate(methods):
-        vals = [groups[g][method]["f1"] for g in names]
-        ax.bar(x + (k - (len(methods) - 1) / 2) * width, vals, width, label=_LABELS[method],
-               color=_COLORS[method])
-    ax.set_xticks(x, [f"{g}\n(n={groups[g]['n']})" for g in names],
-                  rotation=30 if len(names) > 5 else 0, ha="right" if len(names) > 5 else "center")
-    ax.set_ylim(0, 1)
-    ax.set_ylabel("mean per-sequence base-pair F1 (exact)")
-    ax.set_xlabel("family" if by_family else "length bin (nt); this data set has no families")
-    title = f"{dataset}: base-pair F1 per {'family' if by_family else 'length bin'}, " \
-            "model vs ViennaRNA"
-    ax.set_title(title + (f"\n{note}" if note else ""), fontsize=11)
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend()
-    _save_figure(fig, path)
-
-
-def plot_f1_vs_length(path: Path, dataset: str, frame: pd.DataFrame, block: dict,
-                      note: str = "") -> None:
-    """Per-sequence F1 against length (log scale) with the mean of each length bin."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    from matplotlib.ticker import ScalarFormatter
-
-    methods = [m for m in METHODS if m in block["all"]]
-    labels, colors = _LABELS, _COLORS
-    fig, ax = plt.subplots(figsize=(7.5, 4.5))
-    bins = block["per_length_bin"]
-    for method in methods:
-        ax.scatter(frame["length"], frame[f"{method}_f1"], s=6, alpha=0.3, color=colors[method],
-                   label=f"{labels[method]} (per sequence)")
-        centers = [float(frame.loc[frame["length_bin"] == b, "length"].median()) for b in bins]
-        ax.plot(centers, [bins[b][method]["f1"] for b in bins], marker="o", lw=2,
-                color=colors[method], label=f"{labels[method]} (mean per length bin)")
-    ax.set_xscale("log")
-    ax.xaxis.set_major_formatter(ScalarFormatter())
-    ax.xaxis.set_minor_formatter(ScalarFormatter())
-    ax.tick_params(axis="x", which="minor", labelsize=7)
-    ax.set_ylim(-0.02, 1.02)
-    ax.set_xlabel("sequence length (nt, log scale)")
-    ax.set_ylabel("base-pair F1 (exact)")
-    ax.set_title(f"{dataset}: base-pair F1 against sequence length"
-                 + (f"\n{note}" if note else ""), fontsize=11)
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    _save_figure(fig, path)
-
-
 # --------------------------------------------------------------------------------------------
 # Driver
 
@@ -567,16 +422,15 @@ def evaluate(
             block["mlm"] = masked_lm_eval(
                 model, split_data, seed=int(config.get("seed", 0)),
                 mask_prob=float(config.get("mask_prob", 0.15)), device=dev, precision=prec,
-                batch_cells=batch_cells, progress=progress)
+                bucket_multiple=int(config["bucket_multiple"]), batch_cells=batch_cells,
+                progress=progress)
         _write_tsv(out / f"per_sequence_{name}.tsv", frame)
-        note = ""
-        if baseline and any("ViennaRNA" in src for src in block.get("label_source", [])):
-            note = "(test labels are ViennaRNA folds: the baseline matches them by construction)"
+        block["labels_from_baseline"] = baseline and any(
+            "ViennaRNA" in src for src in block.get("label_source", []))
+        if block["labels_from_baseline"]:
             block["note"] = ("labels of this split come from ViennaRNA folding, so the ViennaRNA "
                              "baseline scores ~1 here by construction; curated benchmarks are "
                              "the fair comparison")
-        plot_f1_per_family(out / f"f1_per_family_{name}.png", name, block, note)
-        plot_f1_vs_length(out / f"f1_vs_length_{name}.png", name, frame, block, note)
         block["wall_time_s"] = {"load": t1 - t0, "model": t2 - t1, "vienna": t3 - t2,
                                 "total": time.perf_counter() - t0}
         summary["datasets"][name] = block
@@ -638,7 +492,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max_length", type=int,
                    help="leave out (and list) sequences longer than N nt")
     p.add_argument("--threads", type=int, help="torch threads and ViennaRNA processes")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="autocast dtype (default: the one the model was trained with)")
     p.add_argument("--window", type=int,
                    help="nt per sliding window for long sequences (default max_len - 2)")
@@ -648,6 +502,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                    help="fold the same sequences with ViennaRNA for comparison")
     p.add_argument("--baseline_cache", help="Parquet cache of ViennaRNA folds (reused on reruns)")
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
+                   help="also draw the F1 plots (genesis_rna.eval_plots; the workflow draws them "
+                   "in their own rule)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     return p
 
@@ -667,12 +524,14 @@ def main(argv: list[str] | None = None) -> int:
             baseline=args.baseline, threads=args.threads, precision=args.precision,
             window=args.window, batch_cells=args.batch_cells,
             baseline_cache=args.baseline_cache, progress=args.progress)
+        if args.plots:
+            plot_evaluation(args.out_dir)
     except GenesisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
     print(format_report(summary))
     print(f"wrote {args.out_dir}/summary.json, summary.tsv, not_evaluated.tsv, per-sequence "
-          "tables and plots")
+          "tables" + (" and plots" if args.plots else ""))
     return 0
 
 
@@ -681,4 +540,4 @@ if __name__ == "__main__":
 
 
 __all__ = ["EvalRecord", "evaluate", "load_benchmark", "load_test_split", "main",
-           "masked_lm_eval", "score_dataset", "vienna_structures"]
+           "masked_lm_eval", "score_dataset"]

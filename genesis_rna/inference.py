@@ -26,12 +26,11 @@ from genesis_rna.data import bucket_length, encode_sequences
 from genesis_rna.decoding import DEFAULT_DECODER, check_decoder, decode_map
 from genesis_rna.errors import ConfigError, InputFileError
 from genesis_rna.pair_metrics import Pair
+from genesis_rna.runtime import PRECISIONS, autocast_for, resolve_device, resolve_precision
 from genesis_rna.sequences import MODEL_INPUT, normalize_sequence
 from genesis_rna.tokenization import STRUCTURE_CLASSES, VOCAB, Tokenizer
-from genesis_rna.train_pretrain import autocast_for
 
 _CLASS_BYTES = np.frombuffer(STRUCTURE_CLASSES.encode("ascii"), dtype=np.uint8)
-PRECISIONS = ("fp32", "bf16", "fp16")
 # Pair-map cells (batch x T x T) per forward pass. On CPU small batches that stay in cache
 # run fastest (measured on 2 cores: 2^17-2^18 cells ~2-3x faster than 2^21); GPUs want
 # large batches.
@@ -54,30 +53,6 @@ class Prediction:
     # Sparse pair probabilities (i < j, p >= prob_floor): arrays i, j (int32), p (float32);
     # None unless asked for.
     pair_probs: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``auto`` -> CUDA when torch sees one, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError("device 'cuda' requested but torch sees no CUDA device")
-    return device
-
-
-def inference_precision(requested: str, device: torch.device) -> str:
-    """Autocast precision to use on ``device`` for a requested (usually the training) one.
-
-    fp16 autocast is a CUDA feature, so CPU runs use bf16 instead; GPUs without bf16 use fp16.
-    """
-    if requested not in PRECISIONS:
-        raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
-    if device.type == "cpu" and requested == "fp16":
-        return "bf16"
-    if device.type == "cuda" and requested == "bf16" and not torch.cuda.is_bf16_supported():
-        return "fp16"
-    return requested
 
 
 def window_starts(length: int, window: int, stride: int | None = None) -> list[int]:
@@ -190,7 +165,7 @@ def predict_structures(
     ``threshold``: pair-probability cut-off (the checkpoint's tuned one); ``decoder``: how
     probabilities become a structure (``mea``: nested, ``greedy``: may cross; see
     ``genesis_rna.decoding``; use the checkpoint's, its threshold was tuned for it). ``precision``:
-    autocast dtype (``fp32``, ``bf16``, ``fp16``; see ``inference_precision``). ``window``:
+    autocast dtype (``fp32``, ``bf16``, ``fp16``; see ``runtime.resolve_precision``). ``window``:
     nucleotides per window for sequences longer than that (default and maximum: the model's
     ``max_len - 2``). ``batch_cells``: budget of batch x T x T pair-map cells per forward
     pass (default per device, see ``default_batch_cells``). ``keep_pair_probs``: also return the (window-averaged) probabilities >= ``prob_floor``.
@@ -289,10 +264,7 @@ class LoadedModel:
 def load_for_inference(checkpoint: str | Path, *, device: str = "auto",
                        precision: str | None = None, window: int | None = None) -> LoadedModel:
     """Load ``checkpoint`` for prediction; bad device, window or path raise typed errors."""
-    try:
-        dev = resolve_device(device)
-    except ValueError as exc:
-        raise ConfigError("device", str(exc)) from None
+    dev = resolve_device(device)
     checkpoint = Path(checkpoint)
     if not checkpoint.is_file():
         raise InputFileError(checkpoint, "checkpoint not found")
@@ -300,5 +272,5 @@ def load_for_inference(checkpoint: str | Path, *, device: str = "auto",
     if window is not None and not 1 <= window <= model.config.max_len - 2:
         raise ConfigError("window", f"must be in 1..{model.config.max_len - 2} (the model's "
                           f"max_len - 2), got {window}")
-    prec = inference_precision(precision or config.get("mixed_precision", "fp32"), dev)
+    prec = resolve_precision(precision or config.get("mixed_precision", "fp32"), dev)
     return LoadedModel(model, tokenizer, config, threshold, decoder, dev, prec)

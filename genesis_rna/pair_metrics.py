@@ -50,11 +50,6 @@ def prf(tp_pred: int, n_pred: int, tp_true: int, n_true: int) -> tuple[float, fl
     return precision, recall, f1
 
 
-def pair_scores(pred: Iterable[Pair], true: Iterable[Pair], allow_shift: bool = False
-                ) -> tuple[float, float, float]:
-    return prf(*pair_counts(pred, true, allow_shift))
-
-
 class PairMetrics:
     """Accumulates per-sequence means and pooled precision/recall/F1, exact and shifted."""
 

@@ -35,6 +35,7 @@ from genesis_rna.inference import (
     load_for_inference,
     predict_structures,
 )
+from genesis_rna.runtime import PRECISIONS
 from genesis_rna.sequences import FASTA_RECORDS, InvalidSequence, normalize_sequence
 from genesis_rna.structures import pairs_to_dot_bracket
 from genesis_rna.tables import write_table
@@ -158,7 +159,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="mea: nested structure, dot-bracket '()' only; greedy: may cross "
                         "(pseudoknots on '[]', '{}', '<>', 'Aa' ...) (default: the checkpoint's)")
     p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"),
+    p.add_argument("--precision", choices=PRECISIONS,
                    help="autocast dtype (default: the one the model was trained with)")
     p.add_argument("--window", type=int,
                    help="nt per sliding window for long sequences (default max_len - 2)")

@@ -24,11 +24,9 @@ import yaml
 from genesis_rna.decoding import DECODERS
 from genesis_rna.errors import ConfigError
 from genesis_rna.model import MODEL_SIZES
+from genesis_rna.runtime import DDP_BACKENDS, DEVICES, PRECISIONS
 from genesis_rna.schedule import SCHEDULERS
 
-PRECISIONS = ("fp32", "bf16", "fp16")
-DEVICES = ("auto", "cpu", "cuda")
-DDP_BACKENDS = ("auto", "nccl", "gloo")
 RESOLVED_SECTION = "resolved"
 
 

@@ -21,7 +21,6 @@ rank 0 writes files; checkpoints carry every rank's RNG state and partial epoch 
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import math
 import random
@@ -68,6 +67,7 @@ from genesis_rna.losses import LossOutput, MultiTaskLoss, pair_loss_mask
 from genesis_rna.metrics_logger import MetricsLogger
 from genesis_rna.model import GenesisRNA, model_config_for
 from genesis_rna.pair_metrics import PairMetrics
+from genesis_rna.runtime import autocast_for, resolve_runtime
 from genesis_rna.schedule import get_lr_scheduler
 from genesis_rna.tokenization import Tokenizer
 from genesis_rna.train_config import TrainConfig, config_from_args, semantic_config
@@ -101,30 +101,6 @@ def _duration(seconds: float) -> str:
     seconds = int(max(seconds, 0))
     h, rem = divmod(seconds, 3600)
     return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
-
-
-def resolve_runtime(cfg: TrainConfig) -> tuple[torch.device, str]:
-    """Pick the device and the precision actually used; explain any substitution."""
-    if cfg.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device", "cuda requested but torch sees no CUDA device")
-    use_cuda = cfg.device == "cuda" or (cfg.device == "auto" and torch.cuda.is_available())
-    device = torch.device("cuda" if use_cuda else "cpu")
-    precision = cfg.mixed_precision
-    if device.type == "cpu" and precision == "fp16":
-        warnings.warn("mixed_precision fp16 needs CUDA; no CUDA device found, using bf16 "
-                      "autocast on CPU instead", stacklevel=2)
-        precision = "bf16"
-    if device.type == "cuda" and precision == "bf16" and not torch.cuda.is_bf16_supported():
-        warnings.warn("this GPU does not support bf16; using fp16 with GradScaler", stacklevel=2)
-        precision = "fp16"
-    return device, precision
-
-
-def autocast_for(device: torch.device, precision: str):
-    if precision == "fp32":
-        return contextlib.nullcontext()
-    dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-    return torch.autocast(device.type, dtype=dtype)
 
 
 LOSS_KEYS = ("loss", "loss_mlm", "loss_struct", "loss_pair")
@@ -259,7 +235,7 @@ class Trainer:
         self.dist = dist or Distributed()
         world, rank = self.dist.world_size, self.dist.rank
         self.out_dir = Path(cfg.output_dir)
-        self.device, self.precision = resolve_runtime(cfg)
+        self.device, self.precision = resolve_runtime(cfg.device, cfg.mixed_precision)
         if self.device.type == "cuda" and self.dist.enabled:
             self.device = torch.device("cuda", self.dist.local_rank)
         torch.set_num_threads(cfg.resolved_threads(self.dist.local_world_size))

@@ -10,7 +10,6 @@ import pytest
 from genesis_rna.decoding import DECODERS, decode_map
 from genesis_rna.eval_metrics import (
     aggregate,
-    breakdown,
     element_scores,
     length_bin,
     length_bin_labels,
@@ -93,20 +92,16 @@ def test_one_partner_rule_in_postprocessing_then_scoring(decoder):
     assert not np.any(probs != probs.T)  # the caller's array is untouched
 
 
-def test_mean_vs_pooled_and_breakdown():
+def test_mean_vs_pooled():
     a = score_pairs([(0, 9)], [(0, 9)], 10)  # F1 1 with 1 true pair
     b = score_pairs([], [(0, 19), (1, 18), (2, 17)], 20)  # F1 0 with 3 true pairs
-    agg = aggregate([a, b])
+    rows = [a, b]
+    inputs = [dict(r) for r in rows]
+    agg = aggregate(rows)
     assert agg["f1"] == 0.5  # per-sequence mean
     assert agg["pooled_precision"] == 1.0 and agg["pooled_recall"] == 0.25
     assert agg["pooled_f1"] == pytest.approx(0.4)
-    rows = [a, b, a]
-    inputs = [dict(r) for r in rows]
-    out = breakdown(rows, ["x", "y", "x"], order=["y", "x"])
-    assert list(out) == ["y", "x"] and out["x"]["n"] == 2 and out["x"]["f1"] == 1.0
     assert rows == inputs  # not mutated
-    with pytest.raises(ValueError):
-        breakdown(rows, ["x"])
 
 
 def test_length_bins():

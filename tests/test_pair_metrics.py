@@ -11,11 +11,16 @@ from genesis_rna.decoding import (
 )
 from genesis_rna.pair_metrics import (
     PairMetrics,
-    pair_scores,
+    pair_counts,
+    prf,
     structure_accuracy,
     structure_macro_f1,
 )
 from genesis_rna.tokenization import Tokenizer
+
+
+def _scores(pred, true, allow_shift=False):
+    return prf(*pair_counts(pred, true, allow_shift))
 
 
 def test_postprocess_canonical_min_sep_one_partner():
@@ -38,14 +43,14 @@ def test_postprocess_canonical_min_sep_one_partner():
 def test_hand_worked_scores():
     true = [(0, 20), (1, 19), (2, 18), (5, 12)]
     pred = [(0, 20), (1, 19), (3, 18), (6, 30)]
-    p, r, f = pair_scores(pred, true)
+    p, r, f = _scores(pred, true)
     assert (p, r, f) == (0.5, 0.5, 0.5)
-    p, r, f = pair_scores(pred, true, allow_shift=True)  # (3,18) is (2,18) shifted by one
+    p, r, f = _scores(pred, true, allow_shift=True)  # (3,18) is (2,18) shifted by one
     assert (p, r) == (0.75, 0.75)
-    assert pair_scores([], []) == (1.0, 1.0, 1.0)
-    assert pair_scores([(0, 9)], []) == (0.0, 0.0, 0.0)
-    assert pair_scores([], [(0, 9)]) == (0.0, 0.0, 0.0)
-    p, r, f = pair_scores([(0, 20)], true)
+    assert _scores([], []) == (1.0, 1.0, 1.0)
+    assert _scores([(0, 9)], []) == (0.0, 0.0, 0.0)
+    assert _scores([], [(0, 9)]) == (0.0, 0.0, 0.0)
+    p, r, f = _scores([(0, 20)], true)
     assert (p, r) == (1.0, 0.25) and f == pytest.approx(0.4)
 
 

@@ -69,6 +69,27 @@ def test_editing_the_plotting_code_reruns_only_the_plot_rule(trained_copy):
         code.write_text(before)
 
 
+def test_editing_the_evaluation_plots_reruns_only_their_rule(trained_copy):
+    """The plots are drawn from the evaluation's files: a plot edit redraws, never re-evaluates."""
+    code = trained_copy / "genesis_rna" / "eval_plots.py"
+    evaluation = trained_copy / "results" / "evaluation" / "train"
+    before = code.read_text()
+    time.sleep(1.1)  # a new mtime, even on coarse-grained filesystems
+    code.write_text(before + "\n# a user's edit to the evaluation plots\n")
+    try:
+        plan = planned_rules(trained_copy, "--configfile=test_config.yaml")
+        assert "plot_evaluation" in plan and plan <= {"plot_evaluation", "all"}, plan
+        kept = {p.name: p.stat().st_mtime_ns for p in evaluation.iterdir() if p.suffix != ".png"}
+        plot = evaluation / "f1_per_family_test.png"
+        drawn = plot.stat().st_mtime_ns
+        snakemake(trained_copy, "--configfile=test_config.yaml", "--resources", "gpu=1")
+        assert plot.stat().st_mtime_ns > drawn
+        assert {p.name: p.stat().st_mtime_ns for p in evaluation.iterdir()
+                if p.suffix != ".png"} == kept
+    finally:
+        code.write_text(before)
+
+
 def test_a_training_parameter_reruns_training_and_downstream_only(trained_copy):
     _tiny_config(trained_copy, num_epochs=2)
     try:

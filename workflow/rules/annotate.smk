@@ -15,7 +15,7 @@ rule scatter_sequences:
     log:
         f"{RESULTS}/logs/scatter_sequences.log",
     conda:
-        "../../environment.yml"
+        "../envs/tables.yaml"
     script:
         "../scripts/scatter_sequences.py"
 
@@ -36,7 +36,7 @@ rule annotate_shard:
     benchmark:
         f"{RESULTS}/benchmarks/annotate_shard/{{scatteritem}}.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/fold.yaml"
     threads: config["annotate"]["threads"]
     params:
         source=config["structures"]["source"],
@@ -61,6 +61,6 @@ rule gather_annotations:
     log:
         f"{RESULTS}/logs/gather_annotations.log",
     conda:
-        "../../environment.yml"
+        "../envs/tables.yaml"
     script:
         "../scripts/gather_annotations.py"

@@ -6,6 +6,26 @@ from genesis_rna.download import is_url
 RESULTS = config["results"]
 
 
+def share_package_with_jobs():
+    """Jobs import the genesis_rna this workflow imported (the code package_source() tracks),
+    also inside the per-rule conda environments (workflow/envs/, --sdm conda), which carry its
+    dependencies only: a source checkout's root goes first on the jobs' PYTHONPATH. An
+    installed package (site-packages) is left alone: that path must not leak into other
+    Pythons."""
+    import genesis_rna
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(genesis_rna.__file__)))
+    if not os.path.isfile(os.path.join(root, "pyproject.toml")):
+        return
+    # Set, never required, so not an `envvars:` entry (that would make users define it).
+    paths = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    if root not in paths:
+        os.environ.update(PYTHONPATH=os.pathsep.join([root, *paths]))
+
+
+share_package_with_jobs()
+
+
 def corpus_source():
     """The corpus URL or local path the config asks for (rnacentral shortcut included)."""
     corpus = config["corpus"]

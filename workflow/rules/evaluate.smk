@@ -1,6 +1,7 @@
 # Held-out evaluation of each trained model (train = pretrained, finetune, finetune_scratch) on
 # the test split and every curated benchmark in config, with the ViennaRNA baseline on the very
-# same sequences and the same scoring; compare_models puts the models side by side.
+# same sequences and the same scoring; plot_evaluation draws its plots from those files and
+# compare_models puts the models side by side.
 
 
 rule evaluate_model:
@@ -13,6 +14,8 @@ rule evaluate_model:
             for m in (
                 "evaluate",
                 "inference",
+                "runtime",
+                "folding",
                 "decoding",
                 "eval_metrics",
                 "pair_metrics",
@@ -30,15 +33,6 @@ rule evaluate_model:
             f"{RESULTS}/evaluation/{{{{run}}}}/per_sequence_{{name}}.tsv",
             name=evaluation_sets(),
         ),
-        plots=report(
-            expand(
-                f"{RESULTS}/evaluation/{{{{run}}}}/{{kind}}_{{name}}.png",
-                kind=["f1_per_family", "f1_vs_length"],
-                name=evaluation_sets(),
-            ),
-            category="Evaluation",
-            caption="../report/evaluation_plots.rst",
-        ),
     log:
         f"{RESULTS}/logs/evaluate_model/{{run}}.log",
     benchmark:
@@ -46,7 +40,7 @@ rule evaluate_model:
     wildcard_constraints:
         run="train|finetune|finetune_scratch",
     conda:
-        "../../environment.yml"
+        "../envs/evaluate.yaml"
     threads: config["evaluate"]["threads"]
     params:
         benchmarks=config["evaluate"]["benchmarks"],
@@ -57,6 +51,35 @@ rule evaluate_model:
         baseline_cache=f"{RESULTS}/evaluation_cache/vienna_folds.parquet",
     script:
         "../scripts/evaluate_model.py"
+
+
+# Drawn from the evaluation's files, so editing the plotting module reruns only this rule.
+rule plot_evaluation:
+    input:
+        summary_json=f"{RESULTS}/evaluation/{{run}}/summary.json",
+        per_sequence=expand(
+            f"{RESULTS}/evaluation/{{{{run}}}}/per_sequence_{{name}}.tsv",
+            name=evaluation_sets(),
+        ),
+        code=package_source("genesis_rna.eval_plots"),
+    output:
+        plots=report(
+            expand(
+                f"{RESULTS}/evaluation/{{{{run}}}}/{{kind}}_{{name}}.png",
+                kind=["f1_per_family", "f1_vs_length"],
+                name=evaluation_sets(),
+            ),
+            category="Evaluation",
+            caption="../report/evaluation_plots.rst",
+        ),
+    log:
+        f"{RESULTS}/logs/plot_evaluation/{{run}}.log",
+    wildcard_constraints:
+        run="train|finetune|finetune_scratch",
+    conda:
+        "../envs/plot.yaml"
+    script:
+        "../scripts/plot_evaluation.py"
 
 
 rule compare_models:
@@ -72,7 +95,7 @@ rule compare_models:
     log:
         f"{RESULTS}/logs/compare_models.log",
     conda:
-        "../../environment.yml"
+        "../envs/tables.yaml"
     params:
         runs=model_runs(),
     script:
@@ -89,7 +112,7 @@ rule export_config:
     log:
         f"{RESULTS}/logs/export_config.log",
     conda:
-        "../../environment.yml"
+        "../envs/tables.yaml"
     params:
         config=config,
     script:

@@ -9,7 +9,7 @@ rule fetch_corpus:
         f"{RESULTS}/logs/fetch_corpus.log",
     retries: 0
     conda:
-        "../../environment.yml"
+        "../envs/tables.yaml"
     params:
         source=corpus_source(),
         sha256=config["corpus"]["sha256"],

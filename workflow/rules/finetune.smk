@@ -18,7 +18,7 @@ rule label_finetune:
     log:
         f"{RESULTS}/logs/label_finetune.log",
     conda:
-        "../../environment.yml"
+        "../envs/tables.yaml"
     script:
         "../scripts/label_finetune.py"
 
@@ -45,7 +45,7 @@ rule finetune_model:
     wildcard_constraints:
         run="finetune|finetune_scratch",
     conda:
-        "../../environment.yml"
+        "../envs/train.yaml"
     threads: config["train"]["threads"]
     resources:
         gpu=config["train"]["gpus"],

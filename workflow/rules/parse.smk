@@ -10,7 +10,7 @@ rule parse_fasta:
     benchmark:
         f"{RESULTS}/benchmarks/parse_fasta.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/tables.yaml"
     params:
         min_length=config["parse"]["min_length"],
         max_length=config["parse"]["max_length"],

@@ -21,6 +21,6 @@ rule plot_metrics:
     wildcard_constraints:
         run="train|finetune|finetune_scratch",
     conda:
-        "../../environment.yml"
+        "../envs/plot.yaml"
     script:
         "../scripts/plot_metrics.py"

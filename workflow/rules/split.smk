@@ -19,7 +19,7 @@ rule split_dataset:
     benchmark:
         f"{RESULTS}/benchmarks/split_dataset.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/split.yaml"
     threads: config["split"]["threads"]
     params:
         method=config["split"]["method"],

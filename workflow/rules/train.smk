@@ -18,7 +18,7 @@ rule train_model:
     benchmark:
         f"{RESULTS}/benchmarks/train_model.tsv"
     conda:
-        "../../environment.yml"
+        "../envs/train.yaml"
     threads: config["train"]["threads"]
     resources:
         gpu=config["train"]["gpus"],
