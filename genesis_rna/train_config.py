@@ -25,6 +25,7 @@ from genesis_rna.decoding import DECODERS
 from genesis_rna.errors import ConfigError
 from genesis_rna.model import MODEL_SIZES
 from genesis_rna.schedule import SCHEDULERS
+from genesis_rna.tasks import TASKS
 
 PRECISIONS = ("fp32", "bf16", "fp16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -99,8 +100,8 @@ class TrainConfig:
             if getattr(self, key) <= 0:
                 raise ConfigError(key, f"must be positive, got {getattr(self, key)}")
         non_negative = ("pair_conv_layers", "num_workers", "warmup_steps", "weight_decay",
-                        "grad_clip", "loss_weight_mlm", "loss_weight_struct", "loss_weight_pair",
-                        "focal_gamma", "pair_min_sep", "ast_kp", "ast_ki")
+                        "grad_clip", *(task.weight_key for task in TASKS), "focal_gamma",
+                        "pair_min_sep", "ast_kp", "ast_ki")
         for key in non_negative:
             if getattr(self, key) < 0:
                 raise ConfigError(key, f"must not be negative, got {getattr(self, key)}")
@@ -141,6 +142,10 @@ class TrainConfig:
         if self.device == "cpu" and self.mixed_precision == "fp16":
             raise ConfigError("mixed_precision",
                               "fp16 needs CUDA (GradScaler); with device 'cpu' use bf16 or fp32")
+
+    def loss_weights(self) -> dict[str, float]:
+        """Task name -> its loss weight (the ``loss_weight_<task>`` keys)."""
+        return {task.name: getattr(self, task.weight_key) for task in TASKS}
 
     def pair_conv_dilations(self) -> tuple[int, ...]:
         return tuple(2 ** k for k in range(self.pair_conv_max_dilation.bit_length()))

@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from genesis_rna.data import IGNORE_INDEX
 from genesis_rna.losses import BinaryFocalLoss, MultiTaskLoss, pair_loss_mask
 
 
@@ -73,26 +74,26 @@ def test_multitask_weights_and_ignored_positions():
     torch.manual_seed(0)
     out = {"mlm_logits": torch.randn(b, t, v), "struct_logits": torch.randn(b, t, 6),
            "pair_logits": torch.randn(b, t, t)}
-    mlm = torch.full((b, t), -100)
+    mlm = torch.full((b, t), IGNORE_INDEX)
     mlm[0, 2] = 5
     mlm[1, 3] = 6
-    st = torch.full((b, t), -100)
+    st = torch.full((b, t), IGNORE_INDEX)
     st[:, 1:6] = 2
     nm = torch.zeros(b, t, dtype=torch.bool)
     nm[:, 1:6] = True
     batch = {"mlm_labels": mlm, "struct_labels": st, "nucleotide_mask": nm,
              "tokens": torch.zeros(b, t, dtype=torch.long),
              "pair_index": torch.zeros(0, 3, dtype=torch.long)}
-    crit = MultiTaskLoss(1.0, 0.8, 1.5)
+    crit = MultiTaskLoss(weights={"mlm": 1.0, "struct": 0.8, "pair": 1.5})
     res = crit(out, batch)
     ce = torch.nn.functional.cross_entropy
     exp_mlm = (ce(out["mlm_logits"][0, 2:3], mlm[0, 2:3]) + ce(out["mlm_logits"][1, 3:4],
                                                                 mlm[1, 3:4])) / 2
     exp_st = ce(out["struct_logits"][:, 1:6].reshape(-1, 6), st[:, 1:6].reshape(-1))
-    assert float(res.mlm) == pytest.approx(float(exp_mlm), rel=1e-5)
-    assert float(res.struct) == pytest.approx(float(exp_st), rel=1e-5)
+    assert float(res.value("mlm")) == pytest.approx(float(exp_mlm), rel=1e-5)
+    assert float(res.value("struct")) == pytest.approx(float(exp_st), rel=1e-5)
     assert float(res.total) == pytest.approx(
-        float(res.mlm + 0.8 * res.struct + 1.5 * res.pair), rel=1e-6)
+        float(res.value("mlm") + 0.8 * res.value("struct") + 1.5 * res.value("pair")), rel=1e-6)
     # changing logits at padding positions changes nothing
     out2 = {k: v.clone() for k, v in out.items()}
     out2["struct_logits"][:, 6:] = 100.0
