@@ -55,7 +55,7 @@ from genesis_rna.epoch_stats import EpochStats, true_pairs
 from genesis_rna.errors import ConfigError, GenesisError
 from genesis_rna.losses import LossOutput, MultiTaskLoss
 from genesis_rna.metrics_logger import MetricsLogger
-from genesis_rna.model import GenesisRNA, model_config_for
+from genesis_rna.model import GenesisRNA
 from genesis_rna.rank_sync import (
     candidate_rows,
     gather_candidates,
@@ -124,6 +124,13 @@ def autocast_for(device: torch.device, precision: str):
     return torch.autocast(device.type, dtype=dtype)
 
 
+def _flat(cfg: dict) -> dict:
+    """A config dict with the model's keys as model.<key>, for naming what changed."""
+    model = cfg.get("model") or {}
+    return {**{k: v for k, v in cfg.items() if k != "model"},
+            **{f"model.{k}": v for k, v in model.items()}}
+
+
 def _to(batch: dict, device: torch.device) -> dict:
     return {k: v.to(device, non_blocking=True) for k, v in batch.items()}
 
@@ -151,11 +158,7 @@ class Trainer:
         if len(self.val_data) == 0:
             raise ConfigError("data_path", f"{data_dir / 'val.parquet'} has no rows")
         self.tokenizer = Tokenizer()
-        self.model_config = model_config_for(
-            cfg.model_size, dropout=cfg.dropout, max_len=cfg.max_len,
-            pair_conv_layers=cfg.pair_conv_layers, pair_conv_channels=cfg.pair_conv_channels,
-            pair_conv_dilations=cfg.pair_conv_dilations(), pair_type_channels=cfg.pair_type_channels,
-            struct_from_pairs=cfg.struct_from_pairs)
+        self.model_config = cfg.model
         self.model = GenesisRNA(self.model_config).to(self.device)  # identical init on all ranks
         if cfg.init_from:  # a fine-tune resumes only from the same starting weights
             self.data_fingerprint += f":init={self._load_init_weights()}"
@@ -180,12 +183,13 @@ class Trainer:
         self.val_sampler = BucketBatchSampler(self.val_data.lengths, global_batch, cfg.seed,
                                               shuffle=False, rank=rank, world_size=world)
         pin = self.device.type == "cuda"
+        max_len = self.model_config.max_len
         self.train_loader = make_loader(
-            RNADataset(self.train_data, cfg.max_len, cfg.mask_prob, cfg.seed, train=True),
-            self.train_sampler, cfg.max_len, cfg.bucket_multiple, cfg.num_workers, cfg.seed, pin)
+            RNADataset(self.train_data, max_len, cfg.mask_prob, cfg.seed, train=True),
+            self.train_sampler, max_len, cfg.bucket_multiple, cfg.num_workers, cfg.seed, pin)
         self.val_loader = make_loader(
-            RNADataset(self.val_data, cfg.max_len, cfg.mask_prob, cfg.seed, train=False),
-            self.val_sampler, cfg.max_len, cfg.bucket_multiple, cfg.num_workers, cfg.seed, pin)
+            RNADataset(self.val_data, max_len, cfg.mask_prob, cfg.seed, train=False),
+            self.val_sampler, max_len, cfg.bucket_multiple, cfg.num_workers, cfg.seed, pin)
         self.steps_per_epoch = self.train_sampler.num_batches()
         self.total_steps = self.steps_per_epoch * cfg.num_epochs
 
@@ -370,10 +374,15 @@ class Trainer:
         if state.get("world_size", 1) != self.dist.world_size:
             return (f"checkpoint {path} was made with {state.get('world_size', 1)} process(es), "
                     f"this run has {self.dist.world_size} (the global batch differs)")
-        if state.get("format") != CHECKPOINT_FORMAT or semantic_config(
-                state["config"]) != semantic_config(self.resolved_config()):
-            changed = sorted(k for k, v in semantic_config(self.resolved_config()).items()
-                             if state["config"].get(k) != v)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            return f"checkpoint {path} has format {state.get('format')}, not {CHECKPOINT_FORMAT}"
+        try:
+            theirs = semantic_config(state["config"])
+        except ConfigError as exc:  # a config this code no longer reads
+            return f"checkpoint {path} was made with a config this version cannot read ({exc})"
+        ours = semantic_config(self.resolved_config())
+        if theirs != ours:
+            changed = sorted(k for k, v in _flat(ours).items() if _flat(theirs).get(k) != v)
             return f"checkpoint {path} was made with a different config (changed: {changed})"
         return None
 
@@ -608,7 +617,6 @@ class Trainer:
                                  "torch_version": str(torch.__version__),
                                  "n_parameters": self.model.num_parameters(),
                                  "frozen_heads": list(self.frozen_heads),
-                                 "model": self.model_config.to_dict(),
                                  "train_sequences": len(self.train_data),
                                  "val_sequences": len(self.val_data),
                                  "steps_per_epoch": self.steps_per_epoch}}

@@ -61,6 +61,9 @@ TRAINER_MODULES = (
     "distributed",
     "metrics_logger",
     "tokenization",
+    "tasks",
+    "epoch_stats",
+    "rank_sync",
     "pair_metrics",
 )
 
