@@ -100,3 +100,37 @@ def test_multitask_weights_and_ignored_positions():
     out2["mlm_logits"][:, 6:] = 100.0
     assert float(crit(out2, batch).total) == pytest.approx(float(res.total))
     assert res.per_sample.shape == (2,)
+
+
+def test_every_task_has_its_head_term_weight_and_column():
+    """A task in tasks.TASKS is wired everywhere its name is used (see genesis_rna/README.md)."""
+    from genesis_rna.metrics_logger import COLUMNS
+    from genesis_rna.model import GenesisRNA, model_config_for
+    from genesis_rna.tasks import LOSS_COLUMNS, TASK_NAMES, TASKS
+    from genesis_rna.train_config import HELP, TrainConfig
+
+    b, t = 2, 12
+    torch.manual_seed(0)
+    model = GenesisRNA(model_config_for("tiny", max_len=16, pair_conv_layers=1,
+                                        pair_conv_channels=4))
+    out = model(torch.randint(4, 9, (b, t)), torch.ones(b, t, dtype=torch.bool))
+    nm = torch.zeros(b, t, dtype=torch.bool)
+    nm[:, 1:11] = True
+    labels = torch.full((b, t), IGNORE_INDEX)
+    labels[:, 2] = 1
+    batch = {"mlm_labels": labels, "struct_labels": labels, "nucleotide_mask": nm,
+             "tokens": torch.zeros(b, t, dtype=torch.long),
+             "pair_index": torch.tensor([[0, 1, 9]])}
+    cfg = TrainConfig()
+    crit = MultiTaskLoss(weights=cfg.loss_weights())
+    loss = crit(out, batch)
+    assert tuple(term.name for term in loss.terms) == TASK_NAMES
+    assert list(loss.values()) == ["loss", *LOSS_COLUMNS]
+    assert COLUMNS[COLUMNS.index("loss") + 1:][:len(TASKS)] == LOSS_COLUMNS
+    assert torch.equal(crit.counts(batch), torch.stack([term.count for term in loss.terms]).double())
+    for task in TASKS:
+        assert isinstance(getattr(model, task.head), torch.nn.Module), task
+        assert f"{task.name}_logits" in out, task
+        assert task.weight_key in HELP and getattr(cfg, task.weight_key) >= 0, task
+    with pytest.raises(ValueError, match="the tasks are"):
+        MultiTaskLoss(weights={"mlm": 1.0})
