@@ -242,7 +242,7 @@ class Trainer:
         if differ:
             detail = ", ".join(f"{k}: {theirs.get(k)} there, {ours[k]} here" for k in differ)
             raise ConfigError("init_from", f"{path} has another architecture ({detail}); set "
-                              "model_size and the pair_* keys to the pretrained model's")
+                              "model_size and the model keys to the pretrained model's")
         self.model.load_state_dict(weights)
         self.log(f"initialized from the weights of {path} (fresh optimizer, schedule and AST)")
         return file_sha1(path)
