@@ -25,7 +25,8 @@ same memory, scale, threshold and draw counter on every rank, so a sample gets t
 single process would give it), the ranks sum their counts, and every rank feeds the global
 counts to ``observe``; the ranks then exchange the losses of the samples they trained and all
 ``record`` the same merged list. Controller and memory stay identical on every rank, which
-``fingerprint`` lets the trainer check. ``select`` is ``choose`` + ``observe`` for one process.
+``fingerprint`` lets the trainer check. One process: ``choose``, ``observe`` its own counts
+(``batch_counts``), ``record`` the trained samples' losses.
 """
 
 from __future__ import annotations
@@ -85,8 +86,7 @@ class ASTController:
             chosen[int(torch.argmax(sig))] = True
         return chosen
 
-    def observe(self, samples: int, selected: int, tokens: int = 0, tokens_skipped: int = 0
-                ) -> None:
+    def observe(self, samples: int, selected: int, tokens: int, tokens_skipped: int) -> None:
         """One controller step from a batch's counts (summed over ranks under DDP)."""
         self._control(selected / samples)
         self.draws += 1  # once per batch, so the draws of the next batch are fresh
@@ -95,15 +95,13 @@ class ASTController:
         self.epoch_tokens += tokens
         self.epoch_tokens_skipped += tokens_skipped
 
-    def select(self, indices: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
-        """[B] bool mask of samples to train; also steps the controller and epoch counters."""
-        chosen = self.choose(indices)
-        tokens = skipped = 0
-        if lengths is not None:
-            lengths = lengths.cpu()
-            tokens, skipped = int(lengths.sum()), int(lengths[~chosen].sum())
-        self.observe(len(chosen), int(chosen.sum()), tokens, skipped)
-        return chosen
+    @staticmethod
+    def batch_counts(chosen: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        """[4] float64 counts of a batch's choice, what ``observe`` takes: samples, selected,
+        nucleotides, nucleotides skipped (under DDP summed over ranks first)."""
+        lengths = lengths.cpu()
+        return torch.tensor([len(chosen), int(chosen.sum()), int(lengths.sum()),
+                             int(lengths[~chosen].sum())], dtype=torch.float64)
 
     def _control(self, rate: float) -> None:
         self.ema_rate = self.smoothing * self.ema_rate + (1 - self.smoothing) * rate

@@ -209,8 +209,8 @@ def collate(samples: Sequence[dict], max_len: int, bucket_multiple: int) -> dict
         "seq_tokens": seq_tokens,  # [B, T] unmasked sequence (for pair post-processing)
         "attention_mask": attention_mask,  # [B, T] real tokens incl. CLS/SEP
         "nucleotide_mask": nucleotide_mask,  # [B, T] nucleotides only
-        "mlm_labels": mlm,  # [B, T] original id at masked positions, else -100
-        "struct_labels": struct,  # [B, T] class id at nucleotides, else -100
+        "mlm_labels": mlm,  # [B, T] original id at masked positions, else IGNORE_INDEX
+        "struct_labels": struct,  # [B, T] class id at nucleotides, else IGNORE_INDEX
         "pair_index": torch.from_numpy(np.concatenate(pair_rows) if pair_rows
                                        else np.zeros((0, 3), np.int64)),  # [P, 3] row, i, j
         "lengths": lengths,  # [B] nucleotides per sample

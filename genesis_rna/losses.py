@@ -4,10 +4,16 @@
 Every term sees real positions only: MLM at masked nucleotides, structure at nucleotides,
 pairs over the upper triangle of nucleotide x nucleotide cells with |i - j| >= min_sep. Padding
 and CLS/SEP never contribute. Each term also comes per sample, for the AST loss memory.
+
+Every term is a per-sample sum over its units divided by the batch's units (``batch_mean``),
+so under DDP each rank's share of the global batch loss follows from the unit counts alone
+(``MultiTaskLoss.counts``, ``rank_sync.rank_share``). A new head's loss is one entry in
+``MultiTaskLoss.terms``: an object with ``units(batch)`` and ``sums(out, batch)``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -15,6 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genesis_rna.data import IGNORE_INDEX, dense_pair_target
+from genesis_rna.tasks import TASK_NAMES
 
 
 def pair_loss_mask(nucleotide_mask: torch.Tensor, min_sep: int = 4) -> torch.Tensor:
@@ -67,47 +74,113 @@ class BinaryFocalLoss(nn.Module):
         length = nucleotide_mask.sum(1).to(cell.dtype)
         return cell.sum(dim=(1, 2)) / length.clamp(min=1), count
 
+    def sample_units(self, nucleotide_mask: torch.Tensor) -> torch.Tensor:
+        """[B] 1 for samples with at least one valid cell, else 0: the batch loss is the mean
+        over those samples."""
+        return pair_loss_mask(nucleotide_mask, self.min_sep).flatten(1).any(1).float()
+
     def forward(self, logits, target, nucleotide_mask) -> torch.Tensor:
-        loss, count = self.per_sample(logits, target, nucleotide_mask)
-        has = count > 0
-        return loss[has].mean() if has.any() else loss.sum() * 0.0
+        loss, _ = self.per_sample(logits, target, nucleotide_mask)
+        return batch_mean(loss, self.sample_units(nucleotide_mask))
 
 
-def _per_sample_ce(logits: torch.Tensor, labels: torch.Tensor):
-    """Token CE summed per sample and token counts per sample (ignoring -100)."""
-    b, t, c = logits.shape
-    ce = F.cross_entropy(logits.float().reshape(b * t, c), labels.reshape(b * t),
-                         ignore_index=IGNORE_INDEX, reduction="none").view(b, t)
-    return ce.sum(1), (labels != IGNORE_INDEX).sum(1)
+def batch_mean(sums: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+    """A term's batch value: its per-sample sums [B] over the batch's units (masked tokens,
+    labelled nucleotides, samples with a pair cell). 0 for a batch without units, still in
+    the graph, so backward (and DDP's gradient all-reduce) runs the same on every batch."""
+    return sums.sum() / units.sum().clamp(min=1)
+
+
+class TokenCrossEntropy:
+    """Cross-entropy of a per-token head at labelled tokens; units: labelled tokens."""
+
+    def __init__(self, logits_key: str, labels_key: str):
+        self.logits_key, self.labels_key = logits_key, labels_key
+
+    def units(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return (batch[self.labels_key] != IGNORE_INDEX).sum(1)
+
+    def sums(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        logits, labels = out[self.logits_key], batch[self.labels_key]
+        b, t, c = logits.shape
+        ce = F.cross_entropy(logits.float().reshape(b * t, c), labels.reshape(b * t),
+                             ignore_index=IGNORE_INDEX, reduction="none").view(b, t)
+        return ce.sum(1)
+
+
+class PairMapLoss:
+    """The pair head's focal (or BCE) loss; units: samples with at least one valid cell."""
+
+    def __init__(self, loss: BinaryFocalLoss):
+        self.loss = loss
+
+    def units(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.loss.sample_units(batch["nucleotide_mask"])
+
+    def sums(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        loss, _ = self.loss.per_sample(out["pair_logits"], dense_pair_target(batch),
+                                       batch["nucleotide_mask"])
+        return loss
+
+
+@dataclass
+class LossTerm:
+    name: str  # the task (genesis_rna.tasks)
+    weight: float
+    value: torch.Tensor  # scalar, differentiable: the batch mean (batch_mean)
+    count: torch.Tensor  # scalar: the mean's denominator, the batch's units of this term
+    sums: torch.Tensor  # [B] per-sample sums (detached)
+    units: torch.Tensor  # [B] per-sample units
 
 
 @dataclass
 class LossOutput:
-    total: torch.Tensor  # scalar, differentiable
-    mlm: torch.Tensor  # scalar: mean CE over all masked tokens in the batch
-    struct: torch.Tensor  # scalar: mean CE over all nucleotides in the batch
-    pair: torch.Tensor  # scalar: mean over samples of per-sample focal (or BCE) loss
+    total: torch.Tensor  # scalar, differentiable: sum of weight x value over the terms
+    terms: tuple[LossTerm, ...]  # one per task, in TASKS order
     per_sample: torch.Tensor  # [B] weighted per-sample total (detached), for AST
+
+    def value(self, name: str) -> torch.Tensor:
+        return next(t.value for t in self.terms if t.name == name)
+
+    def values(self) -> dict[str, float]:
+        """The logged loss values: ``loss`` (the total) and ``loss_<task>`` per term."""
+        return {"loss": float(self.total.detach()),
+                **{f"loss_{t.name}": float(t.value.detach()) for t in self.terms}}
+
+
+DEFAULT_WEIGHTS = {"mlm": 1.0, "struct": 0.8, "pair": 1.5}
 
 
 class MultiTaskLoss(nn.Module):
-    def __init__(self, w_mlm: float = 1.0, w_struct: float = 0.8, w_pair: float = 1.5,
-                 focal_alpha: float = 0.75, focal_gamma: float = 2.0, min_sep: int = 4,
-                 use_focal: bool = True):
+    """Weighted sum of one term per task. ``weights``: task name -> weight, every task named
+    (unset: DEFAULT_WEIGHTS)."""
+
+    def __init__(self, *, weights: Mapping[str, float] | None = None, focal_alpha: float = 0.75,
+                 focal_gamma: float = 2.0, min_sep: int = 4, use_focal: bool = True):
         super().__init__()
-        self.w_mlm, self.w_struct, self.w_pair = w_mlm, w_struct, w_pair
+        self.weights = dict(DEFAULT_WEIGHTS if weights is None else weights)
+        if set(self.weights) != set(TASK_NAMES):
+            raise ValueError(f"loss weights for {sorted(self.weights)}; the tasks are "
+                             f"{list(TASK_NAMES)}")
         self.pair_loss = BinaryFocalLoss(focal_alpha, focal_gamma, min_sep, focal=use_focal)
+        # one entry per task (genesis_rna.tasks), in its order
+        self.terms = {"mlm": TokenCrossEntropy("mlm_logits", "mlm_labels"),
+                      "struct": TokenCrossEntropy("struct_logits", "struct_labels"),
+                      "pair": PairMapLoss(self.pair_loss)}
+        assert tuple(self.terms) == TASK_NAMES, (tuple(self.terms), TASK_NAMES)
+
+    def counts(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """[tasks] float64 CPU: each term's units in the batch, from the batch alone (under DDP
+        they are summed over ranks before the forward, see rank_sync.rank_share)."""
+        return torch.stack([term.units(batch).sum() for term in self.terms.values()]
+                           ).to(torch.float64).cpu()
 
     def forward(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> LossOutput:
-        mlm_sum, mlm_n = _per_sample_ce(out["mlm_logits"], batch["mlm_labels"])
-        st_sum, st_n = _per_sample_ce(out["struct_logits"], batch["struct_labels"])
-        pair_ps, pair_n = self.pair_loss.per_sample(
-            out["pair_logits"], dense_pair_target(batch), batch["nucleotide_mask"])
-        mlm = mlm_sum.sum() / mlm_n.sum().clamp(min=1)
-        struct = st_sum.sum() / st_n.sum().clamp(min=1)
-        has = pair_n > 0
-        pair = pair_ps[has].mean() if has.any() else pair_ps.sum() * 0.0
-        total = self.w_mlm * mlm + self.w_struct * struct + self.w_pair * pair
-        per_sample = (self.w_mlm * mlm_sum / mlm_n.clamp(min=1)
-                      + self.w_struct * st_sum / st_n.clamp(min=1) + self.w_pair * pair_ps)
-        return LossOutput(total, mlm, struct, pair, per_sample.detach())
+        terms = []
+        for name, term in self.terms.items():
+            sums, units = term.sums(out, batch), term.units(batch)
+            terms.append(LossTerm(name, self.weights[name], batch_mean(sums, units),
+                                  units.sum(), sums.detach(), units))
+        total = sum(t.weight * t.value for t in terms)
+        per_sample = sum(t.weight * t.sums / t.units.clamp(min=1) for t in terms)
+        return LossOutput(total, tuple(terms), per_sample)

@@ -1,8 +1,8 @@
 """training_metrics.csv: one train row and one val row per epoch, every column filled.
 
 Columns (in this order):
-epoch, step (optimizer steps so far), phase (train|val), loss (weighted total), loss_mlm,
-loss_struct, loss_pair, mlm_acc (masked positions), struct_acc (nucleotides), pair_precision,
+epoch, step (optimizer steps so far), phase (train|val), loss (weighted total), loss_<task> per
+task of genesis_rna.tasks (loss_mlm, loss_struct, loss_pair), mlm_acc (masked positions), struct_acc (nucleotides), pair_precision,
 pair_recall, pair_f1 (per-sequence means after post-processing at the fixed per-epoch
 threshold), lr (at epoch end), activation_rate (AST fraction of samples trained; 1.0 without
 AST; val rows repeat the epoch's train value), samples_skipped (by AST; 0 on val rows),
@@ -20,9 +20,10 @@ import os
 from pathlib import Path
 
 from genesis_rna.atomic import atomic_open
+from genesis_rna.tasks import LOSS_COLUMNS
 
 COLUMNS: tuple[str, ...] = (
-    "epoch", "step", "phase", "loss", "loss_mlm", "loss_struct", "loss_pair", "mlm_acc",
+    "epoch", "step", "phase", "loss", *LOSS_COLUMNS, "mlm_acc",
     "struct_acc", "pair_precision", "pair_recall", "pair_f1", "lr", "activation_rate",
     "samples_skipped", "tokens_per_s", "wall_time_s", "nonfinite_steps", "epoch_time_s",
 )

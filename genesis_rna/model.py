@@ -23,6 +23,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
+from genesis_rna.errors import ConfigError
 from genesis_rna.tokenization import STRUCTURE_CLASSES, VOCAB
 
 
@@ -45,11 +46,24 @@ class ModelConfig:
     struct_from_pairs: bool = True  # structure head also reads the pair map, pooled per row
 
     def __post_init__(self) -> None:
+        # ConfigError (a ValueError) names the field: the trainer's config keys are these names
+        for key in ("d_model", "n_layers", "n_heads", "d_ff", "pair_dim", "pair_conv_channels",
+                    "distance_buckets", "vocab_size", "n_struct_classes"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(key, f"must be positive, got {getattr(self, key)}")
+        if self.pair_conv_layers < 0:
+            raise ConfigError("pair_conv_layers", f"must not be negative, got {self.pair_conv_layers}")
+        if self.max_len < 8:
+            raise ConfigError("max_len", f"must be at least 8 tokens, got {self.max_len}")
+        if not 0 <= self.dropout <= 1:
+            raise ConfigError("dropout", f"must be in [0, 1], got {self.dropout}")
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
-            raise ValueError("d_model / n_heads must be an even integer (RoPE rotates pairs)")
+            raise ConfigError("n_heads", f"d_model / n_heads must be an even integer (RoPE "
+                              f"rotates pairs), got {self.d_model} / {self.n_heads}")
         self.pair_conv_dilations = tuple(int(d) for d in self.pair_conv_dilations)
         if not self.pair_conv_dilations or min(self.pair_conv_dilations) < 1:
-            raise ValueError("pair_conv_dilations must be a non-empty list of integers >= 1")
+            raise ConfigError("pair_conv_dilations",
+                              "must be a non-empty list of integers >= 1")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -1,7 +1,8 @@
 """Training curves from ``training_metrics.csv``: four PNGs a person can read at a glance.
 
 Outputs (in ``output_dir``):
-- ``losses.png``: total loss and its MLM / structure / pair components, train vs val.
+- ``losses.png``: total loss and its components (one per task: MLM, structure, pair), train vs
+  val.
 - ``accuracies.png``: MLM accuracy, structure accuracy, pair precision / recall / F1.
 - ``lr_activation.png``: learning rate, AST activation rate against its target, samples skipped.
 - ``summary.png``: a one-page dashboard titled with the run (model size, epochs, best val F1).
@@ -36,6 +37,7 @@ from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 from genesis_rna.atomic import atomic_path
 from genesis_rna.errors import ConfigError, GenesisError, InputFileError
 from genesis_rna.metrics_logger import COLUMNS
+from genesis_rna.tasks import TASKS
 
 DPI = 120
 PHASES = ("train", "val")
@@ -354,12 +356,14 @@ def _save(fig: Figure, path: Path) -> Path:
 
 
 def plot_losses(metrics: Metrics, path: Path) -> Path:
-    fig = _new_figure(11, 8)
-    panels = (("loss", "Total loss (weighted sum)"), ("loss_mlm", "MLM loss (cross-entropy)"),
-              ("loss_struct", "Structure loss (cross-entropy)"),
-              ("loss_pair", "Pair loss (focal)"))
-    for ax, (column, title) in zip(fig.subplots(2, 2).flat, panels, strict=True):
+    panels = (("loss", "Total loss (weighted sum)"), *((t.loss_column, t.title) for t in TASKS))
+    rows = math.ceil(len(panels) / 2)
+    fig = _new_figure(11, 4 * rows)
+    axes = list(fig.subplots(rows, 2).flat)
+    for ax, (column, title) in zip(axes, panels, strict=False):
         _metric_panel(ax, metrics, column, title, "loss")
+    for ax in axes[len(panels):]:  # an odd number of panels leaves one cell empty
+        ax.set_axis_off()
     bad = int(np.nansum(metrics.train["nonfinite_steps"]))
     suffix = f" | {bad} non-finite step(s) skipped" if bad else ""
     fig.suptitle(f"Losses, train vs val{suffix}", fontweight="bold")

@@ -23,9 +23,11 @@ import yaml
 
 from genesis_rna.decoding import DECODERS
 from genesis_rna.errors import ConfigError
-from genesis_rna.model import MODEL_SIZES
+from genesis_rna.model import MODEL_SIZES, ModelConfig
 from genesis_rna.runtime import DDP_BACKENDS, DEVICES, PRECISIONS
 from genesis_rna.schedule import SCHEDULERS
+from genesis_rna.tasks import TASKS
+from genesis_rna.tokenization import STRUCTURE_CLASSES, VOCAB
 
 RESOLVED_SECTION = "resolved"
 
@@ -39,15 +41,10 @@ class TrainConfig:
     checkpoint_dir: str | None = None
     # fine-tuning (weights only; max_len and dropout may differ from the pretrained model's)
     init_from: str | None = None
-    # model
+    # model: the model_size preset, with any model keys (MODEL_KEYS) set over it. Given as a
+    # mapping (what the loaders pass), it becomes the ModelConfig in __post_init__.
     model_size: str = "small"
-    dropout: float = 0.1
-    pair_conv_layers: int = 4
-    pair_conv_channels: int = 16
-    pair_conv_max_dilation: int = 8
-    pair_type_channels: bool = True
-    struct_from_pairs: bool = True
-    max_len: int = 512
+    model: ModelConfig | dict | None = None
     # data
     bucket_multiple: int = 32
     mask_prob: float = 0.15
@@ -91,27 +88,27 @@ class TrainConfig:
     log_every_s: float = 60.0
 
     def __post_init__(self) -> None:
-        positive = ("pair_conv_channels", "max_len", "bucket_multiple", "num_epochs", "batch_size",
-                    "save_every_steps", "max_nonfinite_steps")
+        if self.model_size not in MODEL_SIZES:
+            raise ConfigError("model_size", f"unknown size {self.model_size!r}; "
+                              f"choose from {sorted(MODEL_SIZES)}")
+        if not isinstance(self.model, ModelConfig):
+            self.model = build_model_config(self.model_size, self.model or {})
+        positive = ("bucket_multiple", "num_epochs", "batch_size", "save_every_steps",
+                    "max_nonfinite_steps")
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(key, f"must be positive, got {getattr(self, key)}")
-        non_negative = ("pair_conv_layers", "num_workers", "warmup_steps", "weight_decay",
-                        "grad_clip", "loss_weight_mlm", "loss_weight_struct", "loss_weight_pair",
-                        "focal_gamma", "pair_min_sep", "ast_kp", "ast_ki")
+        non_negative = ("num_workers", "warmup_steps", "weight_decay",
+                        "grad_clip", *(task.weight_key for task in TASKS), "focal_gamma",
+                        "pair_min_sep", "ast_kp", "ast_ki")
         for key in non_negative:
             if getattr(self, key) < 0:
                 raise ConfigError(key, f"must not be negative, got {getattr(self, key)}")
-        d = self.pair_conv_max_dilation
-        if d < 1 or d & (d - 1):
-            raise ConfigError("pair_conv_max_dilation", f"must be a power of 2 (1, 2, 4, ...), got {d}")
         if self.threads is not None and self.threads <= 0:
             raise ConfigError("threads", f"must be positive, got {self.threads}")
-        if self.max_len < 8:
-            raise ConfigError("max_len", f"must be at least 8 tokens, got {self.max_len}")
         if self.learning_rate <= 0:
             raise ConfigError("learning_rate", f"must be positive, got {self.learning_rate}")
-        for key in ("dropout", "mask_prob", "focal_alpha", "min_lr_ratio", "ast_smoothing"):
+        for key in ("mask_prob", "focal_alpha", "min_lr_ratio", "ast_smoothing"):
             v = getattr(self, key)
             if not 0 <= v <= 1:
                 raise ConfigError(key, f"must be in [0, 1], got {v}")
@@ -122,9 +119,6 @@ class TrainConfig:
         if not 0 < self.ast_target_activation <= 1:
             raise ConfigError("ast_target_activation",
                               f"must be in (0, 1], got {self.ast_target_activation}")
-        if self.model_size not in MODEL_SIZES:
-            raise ConfigError("model_size", f"unknown size {self.model_size!r}; "
-                              f"choose from {sorted(MODEL_SIZES)}")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError("scheduler", f"unknown scheduler {self.scheduler!r}; "
                               f"choose from {list(SCHEDULERS)}")
@@ -140,8 +134,9 @@ class TrainConfig:
             raise ConfigError("mixed_precision",
                               "fp16 needs CUDA (GradScaler); with device 'cpu' use bf16 or fp32")
 
-    def pair_conv_dilations(self) -> tuple[int, ...]:
-        return tuple(2 ** k for k in range(self.pair_conv_max_dilation.bit_length()))
+    def loss_weights(self) -> dict[str, float]:
+        """Task name -> its loss weight (the ``loss_weight_<task>`` keys)."""
+        return {task.name: getattr(self, task.weight_key) for task in TASKS}
 
     def resolved_checkpoint_dir(self) -> Path:
         if self.checkpoint_dir:
@@ -155,7 +150,51 @@ class TrainConfig:
         return self.threads or max(1, len(os.sched_getaffinity(0)) // processes_per_node)
 
     def to_dict(self) -> dict:
+        """The resolved config (run_config.yaml, checkpoints): the full model under "model"."""
         return asdict(self)
+
+
+# Model keys a run may set: ModelConfig's fields (vocab_size and n_struct_classes follow the
+# tokenizer), flat (flags and top-level keys, as always) or under a "model:" mapping, plus the
+# shorthand pair_conv_max_dilation for pair_conv_dilations 1, 2, 4, ... up to it (which is
+# set as a list under "model:" only, as run_config.yaml records it).
+MODEL_FIXED = {"vocab_size": len(VOCAB), "n_struct_classes": len(STRUCTURE_CLASSES)}
+MODEL_FIELDS = tuple(f.name for f in fields(ModelConfig))
+MODEL_FLAGS = (*(k for k in MODEL_FIELDS if k not in MODEL_FIXED and k != "pair_conv_dilations"),
+               "pair_conv_max_dilation")
+MODEL_KEYS = (*MODEL_FIELDS, "pair_conv_max_dilation")
+# a flag --model_size replaces the file's values of the keys its preset sets
+PRESET_KEYS = frozenset(k for preset in MODEL_SIZES.values() for k in preset)
+
+
+def _model_hint(key: str) -> type:
+    return int if key == "pair_conv_max_dilation" else typing.get_type_hints(ModelConfig)[key]
+
+
+def build_model_config(size: str, overrides: dict) -> ModelConfig:
+    """The ``size`` preset with ``overrides`` (MODEL_KEYS -> values) set over it."""
+    if not isinstance(overrides, dict):
+        raise ConfigError("model", f"must be a mapping of model keys (e.g. pair_dim: 32), got "
+                          f"{overrides!r}")
+    values = {**MODEL_SIZES[size], **overrides}
+    unknown = sorted(str(k) for k in set(values) - set(MODEL_KEYS))
+    if unknown:
+        raise ConfigError(f"model.{unknown[0]}", f"unknown model key(s) {unknown}; the model "
+                          f"keys are {list(MODEL_KEYS)}")
+    if "pair_conv_max_dilation" in values:
+        d = values.pop("pair_conv_max_dilation")
+        if "pair_conv_dilations" in values:
+            raise ConfigError("pair_conv_max_dilation", "given together with "
+                              "model.pair_conv_dilations; keep one")
+        if d < 1 or d & (d - 1):
+            raise ConfigError("pair_conv_max_dilation",
+                              f"must be a power of 2 (1, 2, 4, ...), got {d}")
+        values["pair_conv_dilations"] = tuple(2 ** k for k in range(d.bit_length()))
+    for key, fixed in MODEL_FIXED.items():
+        if values.get(key, fixed) != fixed:
+            raise ConfigError(f"model.{key}", f"is fixed by the tokenizer at {fixed}, got "
+                              f"{values[key]!r}")
+    return ModelConfig(**values)
 
 
 # The one-line description of each field: the source of --help (choices and default are added).
@@ -165,14 +204,8 @@ HELP = {
     "checkpoint_dir": "folder of the step checkpoints; unset: <output_dir>/checkpoints",
     "init_from": "fine-tune: start from this model.pt's weights only (fresh optimizer, schedule, "
                  "AST); the architecture keys must match it",
-    "model_size": "transformer preset (width, layers, heads; see genesis_rna.model.MODEL_SIZES)",
-    "dropout": "dropout probability",
-    "pair_conv_layers": "residual 3x3 conv layers refining the pair map (0 = none)",
-    "pair_conv_channels": "channels of the pair-map convs",
-    "pair_conv_max_dilation": "conv dilations cycle 1, 2, 4, ... up to this (power of 2)",
-    "pair_type_channels": "pair map starts with learned (nucleotide_i, nucleotide_j) channels",
-    "struct_from_pairs": "structure head also reads the pair map pooled per position",
-    "max_len": "tokens per sequence incl. CLS and SEP; longer sequences are cropped",
+    "model_size": "transformer preset (width, layers, heads; see genesis_rna.model.MODEL_SIZES); "
+                  "the model keys below override it",
     "bucket_multiple": "batch widths are rounded up to a multiple of this",
     "mask_prob": "fraction of nucleotides masked for the MLM loss",
     "num_workers": "data-loader worker processes (0 = load in the training process)",
@@ -216,6 +249,25 @@ HELP = {
     "log_every_s": "without the bar: a progress line (step, ETA, loss, ...) this often",
 }
 
+# The model keys' flags (ModelConfig fields; also settable under "model:" in the file).
+MODEL_HELP = {
+    "d_model": "transformer width",
+    "n_layers": "transformer layers",
+    "n_heads": "attention heads (d_model / n_heads must be even)",
+    "d_ff": "feed-forward width",
+    "dropout": "dropout probability",
+    "max_len": "tokens per sequence incl. CLS and SEP; longer sequences are cropped",
+    "pair_dim": "per-position features that build the pair map",
+    "pair_conv_layers": "residual 3x3 conv layers refining the pair map (0 = none)",
+    "pair_conv_channels": "channels of the pair-map convs",
+    "pair_conv_max_dilation": "conv dilations cycle 1, 2, 4, ... up to this (power of 2)",
+    "distance_buckets": "log-spaced buckets of |i - j| embedded in the pair map",
+    "pair_type_channels": "pair map starts with learned (nucleotide_i, nucleotide_j) channels",
+    "struct_from_pairs": "structure head also reads the pair map pooled per position",
+}
+MODEL_DEFAULTS = {**{f.name: f.default for f in fields(ModelConfig)}, "pair_conv_max_dilation":
+                  max(ModelConfig.__dataclass_fields__["pair_conv_dilations"].default)}
+
 # Fields with a fixed set of values (listed in --help; __post_init__ enforces them).
 CHOICES = {"model_size": tuple(MODEL_SIZES), "scheduler": tuple(SCHEDULERS),
            "pair_decoder": tuple(DECODERS), "mixed_precision": PRECISIONS, "device": DEVICES,
@@ -234,8 +286,20 @@ RUNTIME_KEYS = frozenset({"data_path", "output_dir", "checkpoint_dir", "num_work
 
 
 def semantic_config(cfg: dict) -> dict:
-    """The part of a config dict that determines the trained weights (for resume matching)."""
-    return {k: v for k, v in cfg.items() if k not in RUNTIME_KEYS}
+    """The part of a config dict that determines the trained weights (for resume matching).
+    ``cfg`` in any form a run has written (see ``canonical_config``)."""
+    return {k: v for k, v in canonical_config(cfg).items() if k not in RUNTIME_KEYS}
+
+
+def canonical_config(cfg: dict) -> dict:
+    """A recorded config dict in today's form: a checkpoint written before the model was
+    nested holds the model keys flat (model_size, dropout, max_len, pair_conv_*), and the
+    same run reads back as the same dict."""
+    return TrainConfig(**config_values(cfg, "the checkpoint's config")).to_dict()
+
+
+def _train_fields() -> dict[str, dataclasses.Field]:
+    return {f.name: f for f in fields(TrainConfig) if f.name != "model"}
 
 
 def _field_type(f: dataclasses.Field) -> type:
@@ -246,9 +310,73 @@ def _field_type(f: dataclasses.Field) -> type:
     return t
 
 
+def _typed(key: str, hint, val, where: str):
+    """``val`` checked against ``hint`` (ints pass as floats; a list as a tuple of ints);
+    errors name ``key`` as the file spells it."""
+    if typing.get_origin(hint) is tuple:
+        if not (isinstance(val, list | tuple) and val
+                and all(isinstance(x, int) and not isinstance(x, bool) for x in val)):
+            raise ConfigError(key, f"expected a list of integers, got {val!r} in {where}")
+        return tuple(val)
+    t = hint
+    if t is float and isinstance(val, int) and not isinstance(val, bool):
+        val = float(val)
+    if not isinstance(val, t) or (t is int and isinstance(val, bool)):
+        raise ConfigError(key, f"expected {t.__name__}, got {val!r} in {where}")
+    return val
+
+
+def config_values(data: dict, where: str) -> dict:
+    """TrainConfig keyword arguments from a flat mapping of keys (a config file, or a run's
+    recorded config); unknown keys and wrong types raise ConfigError naming them as spelled.
+    Aliases (ALIASES) come back under the canonical name; model keys, flat or under "model:",
+    come back under "model" (a key given both ways, or under both names, is an error)."""
+    # A run's run_config.yaml can be passed back as --config: its "resolved" section is a
+    # record of what the run used (device, precision, sizes), not a setting.
+    data = {k: v for k, v in data.items() if k != RESOLVED_SECTION}
+    nested = data.pop("model", None)
+    if nested is not None and not isinstance(nested, dict):
+        raise ConfigError("model", f"must be a mapping of model keys (e.g. pair_dim: 32), got "
+                          f"{nested!r} in {where}")
+    known = _train_fields()
+    unknown = sorted(str(k) for k in set(data) - set(known) - set(ALIASES) - set(MODEL_FLAGS))
+    if unknown:
+        raise ConfigError(unknown[0], f"unknown key(s) {unknown} in {where}")
+    for alias, canonical in ALIASES.items():
+        if alias in data and canonical in data:
+            raise ConfigError(canonical, f"given twice in {where}: as '{canonical}' and as its "
+                              f"alias '{alias}'; keep one")
+    out, model = {}, {}
+    for key, val in data.items():
+        name = ALIASES.get(key, key)  # errors name the key as the file spells it
+        if val is None:
+            # only "X | None" fields may be left empty in the file
+            hint = typing.get_type_hints(TrainConfig).get(name)
+            if not (isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)):
+                raise ConfigError(key, f"needs a value in {where}")
+            out[name] = None
+        elif name in MODEL_FLAGS:
+            model[name] = _typed(key, _model_hint(name), val, where)
+        else:
+            out[name] = _typed(key, _field_type(known[name]), val, where)
+    for key, val in (nested or {}).items():
+        spelled = f"model.{key}"
+        if key not in MODEL_KEYS:
+            raise ConfigError(spelled, f"unknown model key in {where}; the model keys are "
+                              f"{list(MODEL_KEYS)}")
+        if key in model:
+            raise ConfigError(key, f"given twice in {where}: as '{key}' and as '{spelled}'; "
+                              "keep one")
+        if val is None:
+            raise ConfigError(spelled, f"needs a value in {where}")
+        model[key] = _typed(spelled, _model_hint(key), val, where)
+    if model:
+        out["model"] = model
+    return out
+
+
 def load_yaml_config(path: str | Path) -> dict:
-    """Read a flat YAML mapping; unknown keys and wrong types raise ConfigError naming them.
-    Aliases (ALIASES) come back under the canonical name; a key given under both is an error."""
+    """Read a YAML mapping into TrainConfig keyword arguments (see ``config_values``)."""
     path = Path(path)
     try:
         with open(path, encoding="utf-8") as fh:
@@ -259,34 +387,16 @@ def load_yaml_config(path: str | Path) -> dict:
         raise ConfigError("config", f"{path} is not valid YAML text: {exc}") from None
     if not isinstance(data, dict):
         raise ConfigError("config", f"{path} must hold a mapping of keys to values")
-    # A run's run_config.yaml can be passed back as --config: its "resolved" section is a
-    # record of what the run used (device, precision, sizes), not a setting.
-    data = {k: v for k, v in data.items() if k != RESOLVED_SECTION}
-    known = {f.name: f for f in fields(TrainConfig)}
-    unknown = sorted(str(k) for k in set(data) - set(known) - set(ALIASES))
-    if unknown:
-        raise ConfigError(unknown[0], f"unknown key(s) {unknown} in {path}")
-    for alias, canonical in ALIASES.items():
-        if alias in data and canonical in data:
-            raise ConfigError(canonical, f"given twice in {path}: as '{canonical}' and as its "
-                              f"alias '{alias}'; keep one")
-    out = {}
-    for key, val in data.items():
-        name = ALIASES.get(key, key)  # errors name the key as the file spells it
-        if val is None:
-            # only "X | None" fields may be left empty in the file
-            hint = typing.get_type_hints(TrainConfig)[name]
-            if not (isinstance(hint, types.UnionType) and type(None) in typing.get_args(hint)):
-                raise ConfigError(key, f"needs a value in {path}")
-            out[name] = None
-            continue
-        t = _field_type(known[name])
-        if t is float and isinstance(val, int) and not isinstance(val, bool):
-            val = float(val)
-        if not isinstance(val, t) or (t is int and isinstance(val, bool)):
-            raise ConfigError(key, f"expected {t.__name__}, got {val!r} in {path}")
-        out[name] = val
-    return out
+    return config_values(data, str(path))
+
+
+def _add_flag(parser: argparse.ArgumentParser, name: str, t: type, help_text: str) -> None:
+    help_text = help_text.replace("%", "%%")  # argparse formats help with %
+    if t is bool:
+        parser.add_argument(f"--{name}", action=argparse.BooleanOptionalAction, default=None,
+                            help=help_text)
+    else:
+        parser.add_argument(f"--{name}", type=t, default=None, help=help_text)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -295,9 +405,9 @@ def build_parser() -> argparse.ArgumentParser:
         description="Pretrain the Genesis RNA multi-task model. Flags override --config.",
     )
     parser.add_argument("--config", help="YAML file with any of the options below (the same "
-                        "names as keys, e.g. batch_size: 16)")
+                        "names as keys, e.g. batch_size: 16; model keys also under model:)")
     aliases_of = {canonical: alias for alias, canonical in ALIASES.items()}
-    for f in fields(TrainConfig):
+    for f in _train_fields().values():
         t = _field_type(f)
         notes = []
         if f.name in CHOICES:
@@ -306,36 +416,41 @@ def build_parser() -> argparse.ArgumentParser:
             notes.append(f"default: {f.default}")
         if f.name in aliases_of:
             notes.append(f"alias: {aliases_of[f.name]}")
-        help_text = HELP[f.name] + (f" ({'; '.join(notes)})" if notes else "")
-        help_text = help_text.replace("%", "%%")  # argparse formats help with %
-        if t is bool:
-            parser.add_argument(f"--{f.name}", action=argparse.BooleanOptionalAction,
-                                default=None, help=help_text)
-        else:
-            parser.add_argument(f"--{f.name}", type=t, default=None, help=help_text)
+        _add_flag(parser, f.name, t, HELP[f.name] + (f" ({'; '.join(notes)})" if notes else ""))
         if f.name in aliases_of:  # a separate dest, so giving both spellings can be refused
             alias = aliases_of[f.name]
             parser.add_argument(f"--{alias}", dest=alias, type=t, default=None,
                                 help=f"same as --{f.name} (the replaced trainer's name)")
+    for key in MODEL_FLAGS:
+        default = ("from model_size" if key in PRESET_KEYS
+                   else f"default: {MODEL_DEFAULTS[key]}")
+        _add_flag(parser, key, _model_hint(key), f"model: {MODEL_HELP[key]} ({default})")
     return parser
 
 
 def config_from_args(argv: list[str] | None = None) -> TrainConfig:
     args = build_parser().parse_args(argv)
-    values: dict = {}
-    if args.config:
-        values.update(load_yaml_config(args.config))
+    values: dict = load_yaml_config(args.config) if args.config else {}
+    model = values.pop("model", {})
     for alias, canonical in ALIASES.items():
         if getattr(args, alias) is not None:
             if getattr(args, canonical) is not None:
                 raise ConfigError(canonical, f"given twice on the command line: as --{canonical} "
                                   f"and as its alias --{alias}; keep one")
             setattr(args, canonical, getattr(args, alias))
-    for f in fields(TrainConfig):
-        v = getattr(args, f.name)
+    for name in _train_fields():
+        v = getattr(args, name)
         if v is not None:
-            values[f.name] = v
-    cfg = TrainConfig(**values)
+            values[name] = v
+    if args.model_size is not None:  # the flag's preset beats the file's sizes
+        model = {k: v for k, v in model.items() if k not in PRESET_KEYS}
+    for key in MODEL_FLAGS:
+        v = getattr(args, key)
+        if v is not None:
+            model[key] = v
+            if key == "pair_conv_max_dilation":  # the flag beats the file's list
+                model.pop("pair_conv_dilations", None)
+    cfg = TrainConfig(**values, model=model)
     for key in ("data_path", "output_dir"):
         if not getattr(cfg, key):
             raise ConfigError(key, "is required (--" + key + " or in the config file)")

@@ -47,28 +47,25 @@ from genesis_rna.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from genesis_rna.data import (
-    IGNORE_INDEX,
-    BucketBatchSampler,
-    RNADataset,
-    load_split,
-    make_loader,
-    subset_batch,
-)
-from genesis_rna.decoding import (
-    TUNE_THRESHOLDS,
-    batch_candidates,
-    decode_candidates,
-    tune_threshold,
-)
+from genesis_rna.data import BucketBatchSampler, RNADataset, load_split, make_loader, subset_batch
+from genesis_rna.decoding import TUNE_THRESHOLDS, batch_candidates, tune_threshold
 from genesis_rna.distributed import Distributed, init_from_env, shutdown
+from genesis_rna.epoch_stats import EpochStats, true_pairs
 from genesis_rna.errors import ConfigError, GenesisError
-from genesis_rna.losses import LossOutput, MultiTaskLoss, pair_loss_mask
+from genesis_rna.losses import LossOutput, MultiTaskLoss
 from genesis_rna.metrics_logger import MetricsLogger
-from genesis_rna.model import GenesisRNA, model_config_for
-from genesis_rna.pair_metrics import PairMetrics
+from genesis_rna.model import GenesisRNA
+from genesis_rna.rank_sync import (
+    candidate_rows,
+    gather_candidates,
+    merged_sample_losses,
+    rank_share,
+    rank_states,
+    restore_rank_state,
+)
 from genesis_rna.runtime import autocast_for, resolve_runtime
 from genesis_rna.schedule import get_lr_scheduler
+from genesis_rna.tasks import TASKS
 from genesis_rna.tokenization import Tokenizer
 from genesis_rna.train_config import TrainConfig, config_from_args, semantic_config
 
@@ -103,126 +100,11 @@ def _duration(seconds: float) -> str:
     return f"{h}h{rem // 60:02d}m" if h else f"{rem // 60}m{rem % 60:02d}s"
 
 
-LOSS_KEYS = ("loss", "loss_mlm", "loss_struct", "loss_pair")
-
-
-def loss_values(loss: LossOutput) -> dict[str, float]:
-    return {"loss": float(loss.total.detach()), "loss_mlm": float(loss.mlm.detach()),
-            "loss_struct": float(loss.struct.detach()), "loss_pair": float(loss.pair.detach())}
-
-
-def loss_counts(batch: dict, min_sep: int) -> torch.Tensor:
-    """[3] the denominators of the batch loss: masked tokens, labelled nucleotides, samples
-    with at least one pair cell (MultiTaskLoss's three means)."""
-    has_pair_cells = pair_loss_mask(batch["nucleotide_mask"], min_sep).flatten(1).any(1)
-    return torch.stack([(batch["mlm_labels"] != IGNORE_INDEX).sum(),
-                        (batch["struct_labels"] != IGNORE_INDEX).sum(),
-                        has_pair_cells.sum()]).to(torch.float64).cpu()
-
-
-def rank_share(loss: LossOutput, criterion: MultiTaskLoss, local: torch.Tensor,
-               total: torch.Tensor) -> tuple[torch.Tensor, dict[str, float]]:
-    """This rank's part of the global batch loss, and its parts of the logged loss values.
-
-    Each term is this rank's mean times its share of the global count, i.e. its sum over the
-    global count; summed over ranks that is exactly the single-process loss of the global
-    batch (up to float rounding). A rank with no count (placeholder) contributes zero.
-    """
-    share = local / total.clamp(min=1)
-    mlm = loss.mlm * float(share[0])
-    struct = loss.struct * float(share[1])
-    pair = loss.pair * float(share[2])
-    part = criterion.w_mlm * mlm + criterion.w_struct * struct + criterion.w_pair * pair
-    values = {"loss": float(part.detach()), "loss_mlm": float(mlm.detach()),
-              "loss_struct": float(struct.detach()), "loss_pair": float(pair.detach())}
-    return part, values
-
-
-class EpochStats:
-    """Sums behind one metrics row; plain numbers so they travel in checkpoints.
-
-    Under DDP each rank holds the sums over its own samples (loss values as its shares of the
-    global batch losses); ``reduced`` adds them up, so the row equals a single process's.
-    """
-
-    KEYS = ("steps", "loss", "loss_mlm", "loss_struct", "loss_pair", "mlm_correct", "mlm_total",
-            "struct_correct", "struct_total", "tokens", "compute_s", "nonfinite",
-            "pair_n", "pair_p", "pair_r", "pair_f1")
-    # the same on every rank (all ranks step together): not summed
-    SHARED = ("steps", "nonfinite")
-
-    def __init__(self, state: dict | None = None):
-        self.v = {k: 0.0 for k in self.KEYS}
-        if state:
-            self.v.update({k: float(state[k]) for k in self.KEYS})
-
-    def state(self) -> dict:
-        return dict(self.v)
-
-    def vector(self) -> torch.Tensor:
-        return torch.tensor([self.v[k] for k in self.KEYS], dtype=torch.float64)
-
-    def reduced(self, dist: Distributed) -> EpochStats:
-        """Sums over all ranks; compute time is the slowest rank's (ranks wait for each other)."""
-        if not dist.enabled:
-            return self
-        summed = dist.all_reduce(self.vector())
-        slowest = dist.all_reduce(torch.tensor([self.v["compute_s"]]), op="max")
-        out = EpochStats(dict(zip(self.KEYS, summed.tolist(), strict=True)))
-        for k in self.SHARED:
-            out.v[k] = self.v[k]
-        out.v["compute_s"] = float(slowest[0])
-        return out
-
-    def add_batch(self, out: dict, losses: dict[str, float], batch: dict, pair_threshold: float,
-                  min_sep: int, decoder: str) -> None:
-        v = self.v
-        v["steps"] += 1
-        for k in LOSS_KEYS:
-            v[k] += losses[k]
-        mlm_lab = batch["mlm_labels"]
-        m = mlm_lab != IGNORE_INDEX
-        v["mlm_correct"] += float((out["mlm_logits"].argmax(-1)[m] == mlm_lab[m]).sum())
-        v["mlm_total"] += float(m.sum())
-        st = batch["struct_labels"]
-        s = st != IGNORE_INDEX
-        v["struct_correct"] += float((out["struct_logits"].argmax(-1)[s] == st[s]).sum())
-        v["struct_total"] += float(s.sum())
-        v["tokens"] += float(batch["lengths"].sum())
-        cands = batch_candidates(out["pair_logits"].detach(), batch["seq_tokens"],
-                                 batch["nucleotide_mask"], pair_threshold, min_sep)
-        truth = true_pairs(batch)
-        pm = PairMetrics()
-        for c, true in zip(cands, truth, strict=True):
-            pm.update(decode_candidates(c, pair_threshold, decoder), true)
-        r = pm.result()
-        v["pair_n"] += pm.n
-        v["pair_p"] += r["precision"] * pm.n
-        v["pair_r"] += r["recall"] * pm.n
-        v["pair_f1"] += r["f1"] * pm.n
-
-    def row(self) -> dict:
-        v = self.v
-        steps = max(v["steps"] - v["nonfinite"], 1)
-        n = max(v["pair_n"], 1)
-        return {
-            "loss": v["loss"] / steps, "loss_mlm": v["loss_mlm"] / steps,
-            "loss_struct": v["loss_struct"] / steps, "loss_pair": v["loss_pair"] / steps,
-            "mlm_acc": v["mlm_correct"] / max(v["mlm_total"], 1),
-            "struct_acc": v["struct_correct"] / max(v["struct_total"], 1),
-            "pair_precision": v["pair_p"] / n, "pair_recall": v["pair_r"] / n,
-            "pair_f1": v["pair_f1"] / n,
-            "tokens_per_s": v["tokens"] / v["compute_s"] if v["compute_s"] > 0 else 0.0,
-            "epoch_time_s": v["compute_s"],
-        }
-
-
-def true_pairs(batch: dict) -> list[list[tuple[int, int]]]:
-    """Reference pairs per sample in nucleotide coordinates, from the sparse pair index."""
-    out: list[list[tuple[int, int]]] = [[] for _ in range(len(batch["tokens"]))]
-    for k, i, j in batch["pair_index"].tolist():
-        out[k].append((i - 1, j - 1))
-    return out
+def _flat(cfg: dict) -> dict:
+    """A config dict with the model's keys as model.<key>, for naming what changed."""
+    model = cfg.get("model") or {}
+    return {**{k: v for k, v in cfg.items() if k != "model"},
+            **{f"model.{k}": v for k, v in model.items()}}
 
 
 def _to(batch: dict, device: torch.device) -> dict:
@@ -252,11 +134,7 @@ class Trainer:
         if len(self.val_data) == 0:
             raise ConfigError("data_path", f"{data_dir / 'val.parquet'} has no rows")
         self.tokenizer = Tokenizer()
-        self.model_config = model_config_for(
-            cfg.model_size, dropout=cfg.dropout, max_len=cfg.max_len,
-            pair_conv_layers=cfg.pair_conv_layers, pair_conv_channels=cfg.pair_conv_channels,
-            pair_conv_dilations=cfg.pair_conv_dilations(), pair_type_channels=cfg.pair_type_channels,
-            struct_from_pairs=cfg.struct_from_pairs)
+        self.model_config = cfg.model
         self.model = GenesisRNA(self.model_config).to(self.device)  # identical init on all ranks
         if cfg.init_from:  # a fine-tune resumes only from the same starting weights
             self.data_fingerprint += f":init={self._load_init_weights()}"
@@ -281,12 +159,13 @@ class Trainer:
         self.val_sampler = BucketBatchSampler(self.val_data.lengths, global_batch, cfg.seed,
                                               shuffle=False, rank=rank, world_size=world)
         pin = self.device.type == "cuda"
+        max_len = self.model_config.max_len
         self.train_loader = make_loader(
-            RNADataset(self.train_data, cfg.max_len, cfg.mask_prob, cfg.seed, train=True),
-            self.train_sampler, cfg.max_len, cfg.bucket_multiple, cfg.num_workers, cfg.seed, pin)
+            RNADataset(self.train_data, max_len, cfg.mask_prob, cfg.seed, train=True),
+            self.train_sampler, max_len, cfg.bucket_multiple, cfg.num_workers, cfg.seed, pin)
         self.val_loader = make_loader(
-            RNADataset(self.val_data, cfg.max_len, cfg.mask_prob, cfg.seed, train=False),
-            self.val_sampler, cfg.max_len, cfg.bucket_multiple, cfg.num_workers, cfg.seed, pin)
+            RNADataset(self.val_data, max_len, cfg.mask_prob, cfg.seed, train=False),
+            self.val_sampler, max_len, cfg.bucket_multiple, cfg.num_workers, cfg.seed, pin)
         self.steps_per_epoch = self.train_sampler.num_batches()
         self.total_steps = self.steps_per_epoch * cfg.num_epochs
 
@@ -300,9 +179,9 @@ class Trainer:
         self.scheduler = get_lr_scheduler(self.optimizer, cfg.scheduler, cfg.warmup_steps,
                                           self.total_steps, cfg.min_lr_ratio)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.precision == "fp16")
-        self.criterion = MultiTaskLoss(cfg.loss_weight_mlm, cfg.loss_weight_struct,
-                                       cfg.loss_weight_pair, cfg.focal_alpha, cfg.focal_gamma,
-                                       cfg.pair_min_sep, use_focal=cfg.use_focal_loss_for_pairs)
+        self.criterion = MultiTaskLoss(
+            weights=cfg.loss_weights(), focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma,
+            min_sep=cfg.pair_min_sep, use_focal=cfg.use_focal_loss_for_pairs)
         self.ast = (ASTController(len(self.train_data), cfg.ast_target_activation, cfg.ast_kp,
                                   cfg.ast_ki, cfg.ast_smoothing) if cfg.use_ast else None)
         self.checkpoints = CheckpointManager(cfg.resolved_checkpoint_dir(), keep=2)
@@ -339,16 +218,15 @@ class Trainer:
         if differ:
             detail = ", ".join(f"{k}: {theirs.get(k)} there, {ours[k]} here" for k in differ)
             raise ConfigError("init_from", f"{path} has another architecture ({detail}); set "
-                              "model_size and the pair_* keys to the pretrained model's")
+                              "model_size and the model keys to the pretrained model's")
         self.model.load_state_dict(weights)
         self.log(f"initialized from the weights of {path} (fresh optimizer, schedule and AST)")
         return file_sha1(path)
 
     def _freeze_unweighted_heads(self) -> list[str]:
         """A head whose loss weight is 0 does not train (fine-tuning chooses heads this way)."""
-        heads = {"mlm_head": self.cfg.loss_weight_mlm, "struct_head": self.cfg.loss_weight_struct,
-                 "pair_head": self.cfg.loss_weight_pair}
-        frozen = [name for name, w in heads.items() if w == 0]
+        weights = self.cfg.loss_weights()
+        frozen = [task.head for task in TASKS if weights[task.name] == 0]
         for name in frozen:
             getattr(self.model, name).requires_grad_(False)
         return frozen
@@ -366,26 +244,6 @@ class Trainer:
     def resolved_config(self) -> dict:
         return self.cfg.to_dict()
 
-    def _rank_states(self) -> list[dict] | None:
-        """Per-rank parts of the state (collective): RNG streams and partial epoch sums."""
-        if not self.dist.enabled:
-            return None
-        if self.ast:  # the controller must be the same everywhere; cheap to check here
-            prints = self.dist.all_gather(self.ast.fingerprint())
-            assert all(torch.equal(p, prints[0]) for p in prints), f"AST state diverged: {prints}"
-        stats = self.dist.all_gather(self.stats.vector())
-        rngs = self.dist.all_gather(torch.get_rng_state())
-        cuda = (self.dist.all_gather(torch.cuda.get_rng_state(self.device))
-                if self.device.type == "cuda" else [None] * self.dist.world_size)
-        out = []
-        for st, rng, crng in zip(stats, rngs, cuda, strict=True):
-            entry = {"epoch_stats": dict(zip(EpochStats.KEYS, st.tolist(), strict=True)),
-                     "torch_rng": rng}
-            if crng is not None:
-                entry["cuda_rng"] = crng
-            out.append(entry)
-        return out
-
     def state_dict(self) -> dict:
         """The full training state; a collective under DDP (every rank must call it)."""
         return {
@@ -400,7 +258,7 @@ class Trainer:
             "scheduler": self.scheduler.state_dict(),
             "scaler": self.scaler.state_dict(),
             "rng": capture_rng_state(),
-            "rank_states": self._rank_states(),
+            "rank_states": rank_states(self.dist, self.stats, self.ast, self.device),
             "ast": self.ast.state_dict() if self.ast else None,
             "progress": {
                 "epoch": self.epoch, "batch_in_epoch": self.batch_in_epoch,
@@ -429,11 +287,7 @@ class Trainer:
         self.best_epoch = int(p.get("best_epoch", 0))
         restore_rng_state(state["rng"])
         if self.dist.enabled:
-            mine = state["rank_states"][self.dist.rank]
-            self.stats = EpochStats(mine["epoch_stats"])
-            torch.set_rng_state(mine["torch_rng"])
-            if "cuda_rng" in mine and self.device.type == "cuda":
-                torch.cuda.set_rng_state(mine["cuda_rng"], self.device)
+            self.stats = restore_rank_state(state["rank_states"][self.dist.rank], self.device)
         else:
             self.stats = EpochStats(state["epoch_stats"])
         self.metrics_rows = [dict(r) for r in state.get("metrics_rows", [])]
@@ -480,8 +334,7 @@ class Trainer:
         left = left_epoch + self.steps_per_epoch * (self.cfg.num_epochs - self.epoch - 1)
         elapsed = time.perf_counter() - t_start
         eta = elapsed / max(done, 1) * left
-        steps = max(self.stats.v["steps"] - self.stats.v["nonfinite"], 1)
-        loss = self.stats.v["loss"] * self.dist.world_size / steps
+        loss = self.stats.v["loss"] * self.dist.world_size / self.stats.finite_steps()
         act = f"{self.ast.epoch_activation_rate():.2f}" if self.ast else "1 (AST off)"
         rate = self.stats.v["tokens"] / self.stats.v["compute_s"] if self.stats.v["compute_s"] else 0
         return (f"[progress] epoch {self.epoch + 1}/{self.cfg.num_epochs} step "
@@ -497,10 +350,15 @@ class Trainer:
         if state.get("world_size", 1) != self.dist.world_size:
             return (f"checkpoint {path} was made with {state.get('world_size', 1)} process(es), "
                     f"this run has {self.dist.world_size} (the global batch differs)")
-        if state.get("format") != CHECKPOINT_FORMAT or semantic_config(
-                state["config"]) != semantic_config(self.resolved_config()):
-            changed = sorted(k for k, v in semantic_config(self.resolved_config()).items()
-                             if state["config"].get(k) != v)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            return f"checkpoint {path} has format {state.get('format')}, not {CHECKPOINT_FORMAT}"
+        try:
+            theirs = semantic_config(state["config"])
+        except ConfigError as exc:  # a config this code no longer reads
+            return f"checkpoint {path} was made with a config this version cannot read ({exc})"
+        ours = semantic_config(self.resolved_config())
+        if theirs != ours:
+            changed = sorted(k for k, v in _flat(ours).items() if _flat(theirs).get(k) != v)
             return f"checkpoint {path} was made with a different config (changed: {changed})"
         return None
 
@@ -530,24 +388,29 @@ class Trainer:
         return resumed
 
     # ----------------------------------------------------------------- training
+    def _select(self, batch: dict, placeholder: bool) -> tuple[dict, torch.Tensor]:
+        """AST's choice: the batch cut to the samples to train, and this rank's counts for the
+        controller (samples, selected, nt, nt skipped; zeros without AST or on a placeholder).
+        The skipped samples get no forward or backward at all."""
+        if not self.ast or placeholder:
+            return batch, torch.zeros(4, dtype=torch.float64)
+        chosen = self.ast.choose(batch["index"])
+        counts = ASTController.batch_counts(chosen, batch["lengths"])
+        if not chosen.all():
+            rows = torch.nonzero(chosen).squeeze(1)
+            batch = subset_batch(batch, rows, self.cfg.bucket_multiple)
+        return batch, counts
+
     def train_step(self, batch: dict) -> None:
         cfg, dist = self.cfg, self.dist
         # a rank left without samples by a short last batch trains a stand-in at zero weight
         placeholder = dist.enabled and self.train_sampler.is_placeholder(self.batch_in_epoch)
-        ast_counts = torch.zeros(4, dtype=torch.float64)  # samples, selected, nt, nt skipped
-        if self.ast and not placeholder:
-            chosen = self.ast.choose(batch["index"])
-            lengths = batch["lengths"]
-            ast_counts = torch.tensor([len(chosen), int(chosen.sum()), int(lengths.sum()),
-                                       int(lengths[~chosen].sum())], dtype=torch.float64)
-            if not chosen.all():
-                rows = torch.nonzero(chosen).squeeze(1)
-                batch = subset_batch(batch, rows, cfg.bucket_multiple)
+        batch, ast_counts = self._select(batch, placeholder)
         batch = _to(batch, self.device)
         local = total = None
         if dist.enabled:
-            local = (torch.zeros(3, dtype=torch.float64) if placeholder
-                     else loss_counts(batch, cfg.pair_min_sep))
+            local = (torch.zeros(len(TASKS), dtype=torch.float64) if placeholder
+                     else self.criterion.counts(batch))
             summed = dist.all_reduce(torch.cat([ast_counts, local]))
             ast_counts, total = summed[:4], summed[4:]
         if self.ast:  # every rank steps the controller with the global counts
@@ -556,7 +419,7 @@ class Trainer:
             out = self.ddp_model(batch["tokens"], batch["attention_mask"])
         loss = self.criterion(out, batch)
         if dist.enabled:
-            part, values = rank_share(loss, self.criterion, local, total)
+            part, values = rank_share(loss, local, total)
             objective = part * dist.world_size  # DDP averages gradients over ranks
             # one rank's non-finite loss skips the step everywhere (no rank may skip backward
             # alone: DDP's gradient all-reduce would wait for it forever)
@@ -583,7 +446,7 @@ class Trainer:
             if placeholder:
                 self.stats.v["steps"] += 1
             else:
-                self.stats.add_batch(out, values or loss_values(loss), batch, cfg.pair_threshold,
+                self.stats.add_batch(out, values or loss.values(), batch, cfg.pair_threshold,
                                      cfg.pair_min_sep, cfg.pair_decoder)
         else:
             self.stats.v["steps"] += 1
@@ -605,9 +468,8 @@ class Trainer:
         if not self.dist.enabled:
             self.ast.record(batch["index"], loss.per_sample)
             return
-        rows = torch.stack([batch["index"].double().cpu(), loss.per_sample.double().cpu()], 1)
-        merged = self.dist.all_gather_rows(rows[:0] if placeholder else rows)
-        self.ast.record(merged[:, 0].long(), merged[:, 1].float())
+        self.ast.record(*merged_sample_losses(self.dist, batch["index"], loss.per_sample,
+                                              placeholder))
 
     def train_epoch(self) -> dict:
         cfg = self.cfg
@@ -635,9 +497,8 @@ class Trainer:
                 self.stats.v["compute_s"] += dt
                 self.wall_time += dt
                 bar.update(1)
-                steps = max(self.stats.v["steps"] - self.stats.v["nonfinite"], 1)
                 # under DDP rank 0 holds its share of each global-batch loss: scaled, an estimate
-                shown = self.stats.v["loss"] * self.dist.world_size / steps
+                shown = self.stats.v["loss"] * self.dist.world_size / self.stats.finite_steps()
                 bar.set_postfix(loss=f"{shown:.3f}",
                                 act=f"{self.ast.epoch_activation_rate():.2f}" if self.ast else "1",
                                 lr=f"{self.scheduler.get_last_lr()[0]:.2e}", refresh=False)
@@ -671,8 +532,8 @@ class Trainer:
             values = None
             if dist.enabled:
                 placeholder = self.val_sampler.is_placeholder(k)
-                local = (torch.zeros(3, dtype=torch.float64) if placeholder
-                         else loss_counts(batch, self.cfg.pair_min_sep))
+                local = (torch.zeros(len(TASKS), dtype=torch.float64) if placeholder
+                     else self.criterion.counts(batch))
                 total = dist.all_reduce(local)
                 if placeholder:
                     stats.v["steps"] += 1
@@ -681,8 +542,8 @@ class Trainer:
                 out = self.model(batch["tokens"], batch["attention_mask"])
             loss = self.criterion(out, batch)
             if dist.enabled:
-                _, values = rank_share(loss, self.criterion, local, total)
-            stats.add_batch(out, values or loss_values(loss), batch, self.cfg.pair_threshold,
+                _, values = rank_share(loss, local, total)
+            stats.add_batch(out, values or loss.values(), batch, self.cfg.pair_threshold,
                             self.cfg.pair_min_sep, self.cfg.pair_decoder)
             if collect:
                 # the tuned threshold serves inference, which sees unmasked sequences: tune it
@@ -697,41 +558,22 @@ class Trainer:
                     cands.extend(c)
                     truths.extend(t)
                     continue
-                positions = self.val_sampler.shard_positions(k)
-                for pos, (i, j, p), pairs in zip(positions, c, t, strict=True):
-                    cand_rows.append(torch.from_numpy(np.stack(
-                        [np.full(len(i), pos), i, j, p], 1).astype(np.float64)))
-                    truth_rows.append(torch.tensor([(pos, a, b) for a, b in pairs],
-                                                   dtype=torch.float64).reshape(-1, 3))
+                rows = candidate_rows(self.val_sampler.shard_positions(k), c, t)
+                cand_rows.extend(rows[0])
+                truth_rows.extend(rows[1])
         if self.device.type == "cuda":
             torch.cuda.synchronize()
         stats.v["compute_s"] = time.perf_counter() - t0
         self.model.train()
         if collect and dist.enabled:
-            cands, truths = self._gather_candidates(cand_rows, truth_rows)
+            cands, truths = gather_candidates(dist, cand_rows, truth_rows, len(self.val_data))
         return stats.reduced(dist).row(), cands, truths
-
-    def _gather_candidates(self, cand_rows: list, truth_rows: list) -> tuple[list, list]:
-        """Per-sequence candidates and true pairs of all ranks, rebuilt in validation order."""
-        c = self.dist.all_gather_rows(torch.cat(cand_rows) if cand_rows else torch.zeros(0, 4))
-        t = self.dist.all_gather_rows(torch.cat(truth_rows) if truth_rows else torch.zeros(0, 3))
-        n = len(self.val_data)
-        c = c[torch.argsort(c[:, 0], stable=True)].numpy()
-        t = t[torch.argsort(t[:, 0], stable=True)].numpy()
-        c_pos, t_pos = c[:, 0].astype(np.int64), t[:, 0].astype(np.int64)
-        c_cut = np.searchsorted(c_pos, np.arange(n + 1))
-        t_cut = np.searchsorted(t_pos, np.arange(n + 1))
-        cands = [(c[a:b, 1].astype(np.int64), c[a:b, 2].astype(np.int64), c[a:b, 3])
-                 for a, b in zip(c_cut[:-1], c_cut[1:], strict=True)]
-        truths = [[(int(x), int(y)) for x, y in t[a:b, 1:3]]
-                  for a, b in zip(t_cut[:-1], t_cut[1:], strict=True)]
-        return cands, truths
 
     def _print_epoch(self, train: dict, val: dict) -> None:
         for phase, r in (("train", train), ("val", val)):
+            terms = ", ".join(f"{t.name} {r[t.loss_column]:.4f}" for t in TASKS)
             self.log(
-                f"[epoch {self.epoch + 1} {phase}] loss {r['loss']:.4f} (mlm {r['loss_mlm']:.4f}, "
-                f"struct {r['loss_struct']:.4f}, pair {r['loss_pair']:.4f}) | pair F1 "
+                f"[epoch {self.epoch + 1} {phase}] loss {r['loss']:.4f} ({terms}) | pair F1 "
                 f"{r['pair_f1']:.3f} P {r['pair_precision']:.3f} R {r['pair_recall']:.3f} | "
                 f"struct acc {r['struct_acc']:.3f} | MLM acc {r['mlm_acc']:.3f} | "
                 f"{r['tokens_per_s']:.0f} nt/s, {r['epoch_time_s']:.1f} s")
@@ -751,7 +593,6 @@ class Trainer:
                                  "torch_version": str(torch.__version__),
                                  "n_parameters": self.model.num_parameters(),
                                  "frozen_heads": list(self.frozen_heads),
-                                 "model": self.model_config.to_dict(),
                                  "train_sequences": len(self.train_data),
                                  "val_sequences": len(self.val_data),
                                  "steps_per_epoch": self.steps_per_epoch}}

@@ -5,6 +5,14 @@ import torch
 from genesis_rna.ast_controller import ASTController
 
 
+def select(controller, indices, lengths=None):
+    """One single-process step as the trainer takes it: choose, then observe the counts."""
+    chosen = controller.choose(indices)
+    lengths = torch.zeros(len(indices), dtype=torch.long) if lengths is None else lengths
+    controller.observe(*(int(x) for x in ASTController.batch_counts(chosen, lengths)))
+    return chosen
+
+
 def _run(controller, losses, epochs, batch=32, seed=0):
     g = torch.Generator().manual_seed(seed)
     n = len(losses)
@@ -14,7 +22,7 @@ def _run(controller, losses, epochs, batch=32, seed=0):
         perm = torch.randperm(n, generator=g)
         for k in range(0, n, batch):
             idx = perm[k : k + batch]
-            chosen = controller.select(idx, torch.full((len(idx),), 50))
+            chosen = select(controller, idx, torch.full((len(idx),), 50))
             losses[idx[chosen]] *= 0.98  # training lowers the loss of trained samples
             noisy = losses[idx[chosen]] * torch.exp(0.1 * torch.randn(int(chosen.sum()), generator=g))
             controller.record(idx[chosen], noisy)
@@ -38,7 +46,7 @@ def test_anti_windup_bounds_integral_and_recovers():
     c = ASTController(1000, target=0.4)
     c.record(torch.arange(1000), torch.ones(1000))  # every loss equal: rate stuck at 1 or 0
     for _ in range(2000):
-        c.select(torch.arange(32))
+        select(c, torch.arange(32))
     assert abs(c.integral) <= c.integral_limit + 1e-9
     assert abs(c.log_threshold) <= c.kp + c.ki * c.integral_limit + 1e-9
     # now a spread of losses: the controller must find the target within a few hundred batches
@@ -47,13 +55,13 @@ def test_anti_windup_bounds_integral_and_recovers():
     rates = []
     for _ in range(600):
         idx = torch.randint(0, 1000, (32,), generator=g)
-        rates.append(float(c.select(idx).float().mean()))
+        rates.append(float(select(c, idx).float().mean()))
     assert abs(sum(rates[-200:]) / 200 - 0.4) < 0.05
 
 
 def test_unseen_samples_are_drawn_at_about_the_target_rate_and_state_round_trips():
     c = ASTController(5000, target=0.4)
-    rates = [float(c.select(torch.arange(k, k + 50)).float().mean()) for k in range(0, 5000, 50)]
+    rates = [float(select(c, torch.arange(k, k + 50)).float().mean()) for k in range(0, 5000, 50)]
     assert abs(sum(rates[20:]) / 80 - 0.4) < 0.05, rates  # no memory at all, still near target
     c.record(torch.arange(5), torch.tensor([1.0, 2.0, float("nan"), 4.0, 5.0]))
     assert math.isnan(float(c.memory[2])) and float(c.memory[3]) == 4.0
@@ -65,4 +73,4 @@ def test_unseen_samples_are_drawn_at_about_the_target_rate_and_state_round_trips
     assert d.epoch_selected == c.epoch_selected
     # the same state makes the same choices (what exact resume relies on)
     idx = torch.arange(100, 164)
-    assert torch.equal(c.select(idx), d.select(idx))
+    assert torch.equal(select(c, idx), select(d, idx))

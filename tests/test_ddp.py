@@ -30,7 +30,7 @@ from genesis_rna.checkpoint import CheckpointManager, load_checkpoint
 from genesis_rna.data import BucketBatchSampler, RNADataset, collate, load_split
 from genesis_rna.losses import MultiTaskLoss
 from genesis_rna.model import GenesisRNA, model_config_for
-from genesis_rna.train_pretrain import loss_counts, rank_share
+from genesis_rna.rank_sync import rank_share
 from tests.train_fixtures import REPO, TINY_ARGS, make_splits, run_cli
 
 needs_gloo = pytest.mark.skipif(not (dist.is_available() and dist.is_gloo_available()),
@@ -108,12 +108,12 @@ def test_rank_shares_add_up_to_the_global_batch_loss(tmp_path):
     full = collate([ds[(0, i)] for i in range(9)], 64, 32)
     ref = crit(model(full["tokens"], full["attention_mask"]), full)
     shards = [collate([ds[(0, i)] for i in range(r, 9, 3)], 64, 32) for r in range(3)]
-    local = [loss_counts(b, 4) for b in shards]
+    local = [crit.counts(b) for b in shards]
     total = sum(local)
-    assert torch.equal(total, loss_counts(full, 4))
+    assert torch.equal(total, crit.counts(full))
     parts = []
     for b, n in zip(shards, local, strict=True):
-        part, values = rank_share(crit(model(b["tokens"], b["attention_mask"]), b), crit, n, total)
+        part, values = rank_share(crit(model(b["tokens"], b["attention_mask"]), b), n, total)
         parts.append(part)
         assert values["loss"] == pytest.approx(float(part.detach()), rel=1e-6)
     assert float(sum(parts).detach()) == pytest.approx(float(ref.total.detach()), rel=1e-5, abs=1e-6)

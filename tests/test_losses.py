@@ -3,6 +3,7 @@ import math
 import pytest
 import torch
 
+from genesis_rna.data import IGNORE_INDEX
 from genesis_rna.losses import BinaryFocalLoss, MultiTaskLoss, pair_loss_mask
 
 
@@ -73,29 +74,63 @@ def test_multitask_weights_and_ignored_positions():
     torch.manual_seed(0)
     out = {"mlm_logits": torch.randn(b, t, v), "struct_logits": torch.randn(b, t, 6),
            "pair_logits": torch.randn(b, t, t)}
-    mlm = torch.full((b, t), -100)
+    mlm = torch.full((b, t), IGNORE_INDEX)
     mlm[0, 2] = 5
     mlm[1, 3] = 6
-    st = torch.full((b, t), -100)
+    st = torch.full((b, t), IGNORE_INDEX)
     st[:, 1:6] = 2
     nm = torch.zeros(b, t, dtype=torch.bool)
     nm[:, 1:6] = True
     batch = {"mlm_labels": mlm, "struct_labels": st, "nucleotide_mask": nm,
              "tokens": torch.zeros(b, t, dtype=torch.long),
              "pair_index": torch.zeros(0, 3, dtype=torch.long)}
-    crit = MultiTaskLoss(1.0, 0.8, 1.5)
+    crit = MultiTaskLoss(weights={"mlm": 1.0, "struct": 0.8, "pair": 1.5})
     res = crit(out, batch)
     ce = torch.nn.functional.cross_entropy
     exp_mlm = (ce(out["mlm_logits"][0, 2:3], mlm[0, 2:3]) + ce(out["mlm_logits"][1, 3:4],
                                                                 mlm[1, 3:4])) / 2
     exp_st = ce(out["struct_logits"][:, 1:6].reshape(-1, 6), st[:, 1:6].reshape(-1))
-    assert float(res.mlm) == pytest.approx(float(exp_mlm), rel=1e-5)
-    assert float(res.struct) == pytest.approx(float(exp_st), rel=1e-5)
+    assert float(res.value("mlm")) == pytest.approx(float(exp_mlm), rel=1e-5)
+    assert float(res.value("struct")) == pytest.approx(float(exp_st), rel=1e-5)
     assert float(res.total) == pytest.approx(
-        float(res.mlm + 0.8 * res.struct + 1.5 * res.pair), rel=1e-6)
+        float(res.value("mlm") + 0.8 * res.value("struct") + 1.5 * res.value("pair")), rel=1e-6)
     # changing logits at padding positions changes nothing
     out2 = {k: v.clone() for k, v in out.items()}
     out2["struct_logits"][:, 6:] = 100.0
     out2["mlm_logits"][:, 6:] = 100.0
     assert float(crit(out2, batch).total) == pytest.approx(float(res.total))
     assert res.per_sample.shape == (2,)
+
+
+def test_every_task_has_its_head_term_weight_and_column():
+    """A task in tasks.TASKS is wired everywhere its name is used (see genesis_rna/README.md)."""
+    from genesis_rna.metrics_logger import COLUMNS
+    from genesis_rna.model import GenesisRNA, model_config_for
+    from genesis_rna.tasks import LOSS_COLUMNS, TASK_NAMES, TASKS
+    from genesis_rna.train_config import HELP, TrainConfig
+
+    b, t = 2, 12
+    torch.manual_seed(0)
+    model = GenesisRNA(model_config_for("tiny", max_len=16, pair_conv_layers=1,
+                                        pair_conv_channels=4))
+    out = model(torch.randint(4, 9, (b, t)), torch.ones(b, t, dtype=torch.bool))
+    nm = torch.zeros(b, t, dtype=torch.bool)
+    nm[:, 1:11] = True
+    labels = torch.full((b, t), IGNORE_INDEX)
+    labels[:, 2] = 1
+    batch = {"mlm_labels": labels, "struct_labels": labels, "nucleotide_mask": nm,
+             "tokens": torch.zeros(b, t, dtype=torch.long),
+             "pair_index": torch.tensor([[0, 1, 9]])}
+    cfg = TrainConfig()
+    crit = MultiTaskLoss(weights=cfg.loss_weights())
+    loss = crit(out, batch)
+    assert tuple(term.name for term in loss.terms) == TASK_NAMES
+    assert list(loss.values()) == ["loss", *LOSS_COLUMNS]
+    assert COLUMNS[COLUMNS.index("loss") + 1:][:len(TASKS)] == LOSS_COLUMNS
+    assert torch.equal(crit.counts(batch), torch.stack([term.count for term in loss.terms]).double())
+    for task in TASKS:
+        assert isinstance(getattr(model, task.head), torch.nn.Module), task
+        assert f"{task.name}_logits" in out, task
+        assert task.weight_key in HELP and getattr(cfg, task.weight_key) >= 0, task
+    with pytest.raises(ValueError, match="the tasks are"):
+        MultiTaskLoss(weights={"mlm": 1.0})

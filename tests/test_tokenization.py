@@ -3,6 +3,7 @@ import pytest
 import torch
 
 from genesis_rna.data import (
+    IGNORE_INDEX,
     BucketBatchSampler,
     RNADataset,
     SplitData,
@@ -66,7 +67,7 @@ def _split(lengths, seed=0):
 def test_masking_rates_and_fixed_validation_masks():
     data = _split([200] * 50)
     train = RNADataset(data, max_len=512, mask_prob=0.15, seed=1, train=True)
-    masked = sum(int((train[(0, k)]["mlm"] != -100).sum()) for k in range(50))
+    masked = sum(int((train[(0, k)]["mlm"] != IGNORE_INDEX).sum()) for k in range(50))
     assert 0.12 < masked / (200 * 50) < 0.18
     as_mask = sum(int((train[(0, k)]["input"] == MASK_ID).sum()) for k in range(50))
     assert 0.75 < as_mask / masked < 0.85
@@ -98,7 +99,8 @@ def test_collate_masks_and_buckets():
     assert batch["tokens"].shape == (2, 64)  # 42 tokens round up to 64
     assert batch["nucleotide_mask"][0].sum() == 10 and batch["attention_mask"][0].sum() == 12
     assert batch["tokens"][0, 11] == SEP_ID and batch["tokens"][0, 12] == PAD_ID
-    assert (batch["struct_labels"][0, 11:] == -100).all() and batch["struct_labels"][0, 0] == -100
+    assert (batch["struct_labels"][0, 11:] == IGNORE_INDEX).all()
+    assert batch["struct_labels"][0, 0] == IGNORE_INDEX
     pt = dense_pair_target(batch)
     assert pt[0, 1, 10] and pt[0, 10, 1] and pt.sum() == 8
     assert bucket_length(500, 300, 32) == 300

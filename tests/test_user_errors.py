@@ -16,6 +16,7 @@ import yaml
 
 from genesis_rna.checkpoint import load_checkpoint, load_model, save_checkpoint
 from genesis_rna.config_check import config_error_message, describe_validation_error
+from genesis_rna.data import IGNORE_INDEX
 from genesis_rna.errors import ConfigError, InputFileError
 from genesis_rna.evaluate import main as evaluate_main
 from genesis_rna.losses import BinaryFocalLoss, pair_loss_mask
@@ -333,11 +334,12 @@ def test_use_focal_loss_for_pairs_false_reaches_the_trainers_loss(tmp_path):
     rows, i, j = torch.nonzero(torch.triu(target)).unbind(1)
     batch = {"tokens": torch.zeros(b, t, dtype=torch.long),
              "pair_index": torch.stack([rows, i, j], 1), "nucleotide_mask": mask,
-             "mlm_labels": torch.full((b, t), -100), "struct_labels": torch.full((b, t), -100)}
+             "mlm_labels": torch.full((b, t), IGNORE_INDEX),
+             "struct_labels": torch.full((b, t), IGNORE_INDEX)}
     out = {"mlm_logits": torch.zeros(b, t, 9), "struct_logits": torch.zeros(b, t, 6),
            "pair_logits": logits}
     loss = trainer.criterion(out, batch)
     valid = pair_loss_mask(mask, trainer.cfg.pair_min_sep)
     bce = F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none")
     expected = ((bce * valid).sum(dim=(1, 2)) / mask.sum(1)).mean()
-    assert float(loss.pair) == pytest.approx(float(expected), rel=1e-6)
+    assert float(loss.value("pair")) == pytest.approx(float(expected), rel=1e-6)

@@ -81,7 +81,12 @@ TRAINER_MODULES = (
     "distributed",
     "metrics_logger",
     "tokenization",
+    "tasks",
+    "epoch_stats",
+    "rank_sync",
     "pair_metrics",
+    "runtime",
+    "sequences",
 )
 
 
