@@ -40,6 +40,13 @@ for _k, _c in enumerate(STRUCTURE_CLASSES):
     _ELEMENT_LUT[ord(_c)] = _k
 
 
+def fingerprint_row(h, rid: bytes, toks: np.ndarray, els: np.ndarray, prs: np.ndarray) -> None:
+    """Add one sequence to a data fingerprint (the same bytes for tables and packed splits)."""
+    # arrays go in through the buffer protocol (C-contiguous: their bytes, with no copy)
+    for part in (rid, b"\0", toks, b"\1", els, b"\2", prs, b"\3"):
+        h.update(part)
+
+
 @dataclass
 class SplitData:
     """One split held as compact numpy arrays (uint8 tokens and labels, int32 pairs)."""
@@ -57,8 +64,7 @@ class SplitData:
         """sha1 over ids, tokens, labels and pairs: a checkpoint resumes only on the same data."""
         h = hashlib.sha1()
         for rid, toks, els, prs in zip(self.ids, self.tokens, self.elements, self.pairs, strict=True):
-            h.update(rid.encode() + b"\0")
-            h.update(toks.tobytes() + b"\1" + els.tobytes() + b"\2" + prs.tobytes() + b"\3")
+            fingerprint_row(h, rid.encode(), toks, els, prs)
         return h.hexdigest()
 
     @property
@@ -73,33 +79,44 @@ def _encode_row(path: Path, row: int, rid: str, seq: str) -> np.ndarray:
         raise InputFileError(path, f"row {row} (id {rid}): {exc}") from None
 
 
+def encode_row(path: Path, row: int, rid: str, seq: str, el: str | None, pi, pj
+               ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """One split-table row as (tokens, element ids, pairs [k, 2] int32), validated."""
+    toks = _encode_row(path, row, rid, seq)
+    n = len(toks)
+    if el is None or len(el) != n:
+        got = "missing" if el is None else f"length {len(el)}"
+        raise InputFileError(path, f"row {row} (id {rid}): elements {got}, sequence length {n}")
+    lab = _ELEMENT_LUT[np.frombuffer(el.encode("ascii", "replace"), dtype=np.uint8)]
+    if (lab == 255).any():
+        pos = int(np.argmax(lab == 255))
+        raise InputFileError(
+            path, f"row {row} (id {rid}): element {el[pos]!r} at {pos} not in {STRUCTURE_CLASSES}"
+        )
+    p = np.stack([np.asarray(pi or [], np.int32), np.asarray(pj or [], np.int32)], axis=1)
+    if len(p) and not ((p[:, 0] >= 0).all() and (p[:, 0] < p[:, 1]).all() and (p[:, 1] < n).all()):
+        raise InputFileError(path, f"row {row} (id {rid}): pairs must satisfy 0 <= i < j < {n}")
+    return toks, lab, p
+
+
+SPLIT_COLUMNS = ["id", "sequence", "elements", "pair_i", "pair_j"]
+
+
 def load_split(path: str | Path) -> SplitData:
-    """Read a split table (schema ``tables.SPLITS``) and validate labels against sequences."""
+    """Read a split table (schema ``tables.SPLITS``) into memory, labels validated.
+
+    For evaluation and small tables; training reads packed splits (``genesis_rna.packed``),
+    which hold nothing per sequence in Python objects.
+    """
     path = Path(path)
     if not path.exists():
         raise InputFileError(path, "split table not found")
-    table = pq.read_table(path, columns=["id", "sequence", "elements", "pair_i", "pair_j"])
+    table = pq.read_table(path, columns=SPLIT_COLUMNS)
     ids = table.column("id").to_pylist()
-    seqs = table.column("sequence").to_pylist()
-    elems = table.column("elements").to_pylist()
-    pis = table.column("pair_i").to_pylist()
-    pjs = table.column("pair_j").to_pylist()
+    cols = [table.column(c).to_pylist() for c in SPLIT_COLUMNS[1:]]
     tokens, elements, pairs = [], [], []
-    for row, (rid, seq, el, pi, pj) in enumerate(zip(ids, seqs, elems, pis, pjs, strict=True)):
-        toks = _encode_row(path, row, rid, seq)
-        n = len(toks)
-        if el is None or len(el) != n:
-            got = "missing" if el is None else f"length {len(el)}"
-            raise InputFileError(path, f"row {row} (id {rid}): elements {got}, sequence length {n}")
-        lab = _ELEMENT_LUT[np.frombuffer(el.encode("ascii", "replace"), dtype=np.uint8)]
-        if (lab == 255).any():
-            pos = int(np.argmax(lab == 255))
-            raise InputFileError(
-                path, f"row {row} (id {rid}): element {el[pos]!r} at {pos} not in {STRUCTURE_CLASSES}"
-            )
-        p = np.stack([np.asarray(pi or [], np.int32), np.asarray(pj or [], np.int32)], axis=1)
-        if len(p) and not ((p[:, 0] >= 0).all() and (p[:, 0] < p[:, 1]).all() and (p[:, 1] < n).all()):
-            raise InputFileError(path, f"row {row} (id {rid}): pairs must satisfy 0 <= i < j < {n}")
+    for row, (rid, seq, el, pi, pj) in enumerate(zip(ids, *cols, strict=True)):
+        toks, lab, p = encode_row(path, row, rid, seq, el, pi, pj)
         tokens.append(toks)
         elements.append(lab)
         pairs.append(p)
@@ -268,7 +285,7 @@ class BucketBatchSampler(Sampler):
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, shuffle: bool,
                  chunk_batches: int = 50, rank: int = 0, world_size: int = 1):
         assert 0 <= rank < world_size, (rank, world_size)
-        self.lengths = np.asarray(lengths)
+        self.lengths = np.asarray(lengths)  # a memory map stays one (no copy)
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
@@ -277,46 +294,58 @@ class BucketBatchSampler(Sampler):
         self.world_size = world_size
         self.epoch = 0
         self.start_batch = 0
-        self._cache: tuple[int, list[list[int]], list[int]] | None = None
+        # (epoch, order, starts, sizes, positions): numpy arrays, never per-sample Python lists
+        self._cache: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """The global batches of an epoch (all ranks together), as sample indices."""
+    def epoch_order(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The global batches of an epoch (all ranks together) as arrays: global batch k is
+        ``order[starts[k] : starts[k] + sizes[k]]`` (sample indices)."""
         n = len(self.lengths)
         bs = self.batch_size
         if not self.shuffle:
             order = np.argsort(self.lengths, kind="stable")
-            return [order[k : k + bs].tolist() for k in range(0, n, bs)]
+            starts = np.arange(0, n, bs)
+            return order, starts, np.minimum(bs, n - starts)
         rng = np.random.default_rng([self.seed, epoch, 7])
-        perm = rng.permutation(n)
+        # rng.permutation(n) is arange + an in-place Fisher-Yates shuffle whose draws do not
+        # depend on the dtype: int32 gives the same order in half the memory
+        order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
+        rng.shuffle(order)
         chunk = bs * self.chunk_batches
-        batches = []
         for c in range(0, n, chunk):
-            part = perm[c : c + chunk]
-            part = part[np.argsort(self.lengths[part], kind="stable")]
-            batches.extend(part[k : k + bs].tolist() for k in range(0, len(part), bs))
-        return [batches[k] for k in rng.permutation(len(batches))]
+            part = order[c : c + chunk]
+            part[:] = part[np.argsort(self.lengths[part], kind="stable")]
+        # chunks hold whole batches (all but the last), so sorted batch j starts at j * bs
+        starts = rng.permutation(-(-n // bs)) * bs
+        return order, starts, np.minimum(bs, n - starts)
 
-    def _batches(self, epoch: int) -> list[list[int]]:
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """``epoch_order`` as lists, for inspection and tests (the trainer never builds it)."""
+        order, starts, sizes = self.epoch_order(epoch)
+        return [order[s : s + z].tolist() for s, z in zip(starts, sizes, strict=True)]
+
+    def _batch(self, batch_number: int, epoch: int | None = None) -> np.ndarray:
+        epoch = self.epoch if epoch is None else epoch
         if self._cache is None or self._cache[0] != epoch:
-            batches = self.epoch_batches(epoch)
-            offsets = np.concatenate([[0], np.cumsum([len(b) for b in batches])]).tolist()
-            self._cache = (epoch, batches, offsets)
-        return self._cache[1]
+            order, starts, sizes = self.epoch_order(epoch)
+            positions = np.concatenate([[0], np.cumsum(sizes)])
+            self._cache = (epoch, order, starts, sizes, positions)
+        _, order, starts, sizes, _ = self._cache
+        return order[starts[batch_number] : starts[batch_number] + sizes[batch_number]]
 
-    def shard(self, batch: list[int]) -> list[int]:
+    def shard(self, batch: Sequence[int] | np.ndarray) -> Sequence[int] | np.ndarray:
         """This rank's part of a global batch: positions rank, rank + world_size, ..."""
         return batch[self.rank :: self.world_size]
 
     def shard_positions(self, batch_number: int, epoch: int | None = None) -> list[int]:
         """Positions (in the epoch's global sample order) of this rank's samples in a batch."""
-        size = len(self._batches(self.epoch if epoch is None else epoch)[batch_number])
-        start = self._cache[2][batch_number]
+        size = len(self._batch(batch_number, epoch))
+        start = int(self._cache[4][batch_number])
         return [start + k for k in range(self.rank, size, self.world_size)]
 
     def is_placeholder(self, batch_number: int, epoch: int | None = None) -> bool:
         """True when this rank holds no sample of that global batch (only a stand-in)."""
-        batch = self._batches(self.epoch if epoch is None else epoch)[batch_number]
-        return len(batch) <= self.rank
+        return len(self._batch(batch_number, epoch)) <= self.rank
 
     def num_batches(self) -> int:
         return -(-len(self.lengths) // self.batch_size)
@@ -326,9 +355,12 @@ class BucketBatchSampler(Sampler):
         self.start_batch = start_batch
 
     def __iter__(self) -> Iterator[list[tuple[int, int]]]:
-        for batch in self._batches(self.epoch)[self.start_batch :]:
-            mine = self.shard(batch) or batch[:1]
-            yield [(self.epoch, i) for i in mine]
+        for k in range(self.start_batch, self.num_batches()):
+            batch = self._batch(k)
+            mine = self.shard(batch)
+            if not len(mine):
+                mine = batch[:1]
+            yield [(self.epoch, int(i)) for i in mine]
 
     def __len__(self) -> int:
         return self.num_batches() - self.start_batch

@@ -199,7 +199,8 @@ def build_model_config(size: str, overrides: dict) -> ModelConfig:
 
 # The one-line description of each field: the source of --help (choices and default are added).
 HELP = {
-    "data_path": "folder with train.parquet and val.parquet (required)",
+    "data_path": "folder with train.parquet and val.parquet, or with packed train/ and val/ "
+                 "folders (pack_split; tables are packed into output_dir/packed_data) (required)",
     "output_dir": "receives model.pt, training_metrics.csv, run_config.yaml (required)",
     "checkpoint_dir": "folder of the step checkpoints; unset: <output_dir>/checkpoints",
     "init_from": "fine-tune: start from this model.pt's weights only (fresh optimizer, schedule, "

@@ -47,7 +47,7 @@ from genesis_rna.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from genesis_rna.data import BucketBatchSampler, RNADataset, load_split, make_loader, subset_batch
+from genesis_rna.data import BucketBatchSampler, RNADataset, make_loader, subset_batch
 from genesis_rna.decoding import TUNE_THRESHOLDS, batch_candidates, tune_threshold
 from genesis_rna.distributed import Distributed, init_from_env, shutdown
 from genesis_rna.epoch_stats import EpochStats, true_pairs
@@ -55,6 +55,7 @@ from genesis_rna.errors import ConfigError, GenesisError
 from genesis_rna.losses import LossOutput, MultiTaskLoss
 from genesis_rna.metrics_logger import MetricsLogger
 from genesis_rna.model import GenesisRNA
+from genesis_rna.packed import PackedSplit, prepare_split
 from genesis_rna.rank_sync import (
     candidate_rows,
     gather_candidates,
@@ -126,13 +127,17 @@ class Trainer:
         torch.manual_seed(cfg.seed)
 
         data_dir = Path(cfg.data_path)
-        self.train_data = load_split(data_dir / "train.parquet")
-        self.val_data = load_split(data_dir / "val.parquet")
+        # packed splits (memory maps shared by ranks and loader workers); a folder of tables is
+        # packed once into output_dir/packed_data, by rank 0 while the others wait
+        packs = [prepare_split(data_dir, split, self.out_dir / "packed_data",
+                               write=self.dist.is_main, log=self.log) for split in ("train", "val")]
+        self.dist.barrier()
+        self.train_data, self.val_data = (PackedSplit(p) for p in packs)
         self.data_fingerprint = f"{self.train_data.fingerprint()}:{self.val_data.fingerprint()}"
         if len(self.train_data) == 0:
-            raise ConfigError("data_path", f"{data_dir / 'train.parquet'} has no rows")
+            raise ConfigError("data_path", f"{packs[0]} (train) has no rows")
         if len(self.val_data) == 0:
-            raise ConfigError("data_path", f"{data_dir / 'val.parquet'} has no rows")
+            raise ConfigError("data_path", f"{packs[1]} (val) has no rows")
         self.tokenizer = Tokenizer()
         self.model_config = cfg.model
         self.model = GenesisRNA(self.model_config).to(self.device)  # identical init on all ranks

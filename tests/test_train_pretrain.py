@@ -18,6 +18,7 @@ import yaml
 
 from genesis_rna.checkpoint import CheckpointManager, load_checkpoint, load_model
 from genesis_rna.metrics_logger import COLUMNS
+from genesis_rna.packed import pack_table
 from tests.train_fixtures import REPO, TINY_ARGS, make_splits, run_cli
 
 pytestmark = pytest.mark.slow
@@ -104,12 +105,20 @@ def _strip_timing(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("wall_time_s", "tokens_per_s", "epoch_time_s")} for r in rows]
 
 
-def test_exact_resume_after_sigkill(data_dir, tmp_path):
+@pytest.mark.parametrize("layout", ["tables", "packed"])
+def test_exact_resume_after_sigkill(data_dir, tmp_path, layout):
+    if layout == "packed":  # what the workflow passes: pack_split's folders, no tables
+        for split in ("train", "val"):
+            pack_table(data_dir / f"{split}.parquet", tmp_path / "packed" / split)
+        data_dir = tmp_path / "packed"
     args = ["--data_path", str(data_dir), "--num_epochs", "4", "--save_every_steps", "2",
             *TINY_ARGS]
     a = tmp_path / "a"
     r = run_cli([*args, "--output_dir", str(a)])
     assert r.returncode == 0, r.stderr
+    # tables are packed on the fly into the output folder; a packed folder is read as it is
+    assert ("packing" in r.stdout) == (layout == "tables")
+    assert (a / "packed_data" / "train" / "meta.json").exists() == (layout == "tables")
 
     b = tmp_path / "b"
     manager = CheckpointManager(b / "checkpoints")
@@ -134,7 +143,7 @@ def test_exact_resume_after_sigkill(data_dir, tmp_path):
     (b / "training_metrics.csv").unlink()
     r = run_cli([*args, "--output_dir", str(b)])
     assert r.returncode == 0, r.stderr
-    assert "resumed from" in r.stdout
+    assert "resumed from" in r.stdout and "packing" not in r.stdout  # the pack is reused
 
     wa = load_checkpoint(a / "model.pt")
     wb = load_checkpoint(b / "model.pt")

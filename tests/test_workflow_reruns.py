@@ -18,7 +18,7 @@ from tests.workflow_utils import (
 
 pytestmark = pytest.mark.slow
 UPSTREAM = {"fetch_corpus", "parse_fasta", "scatter_sequences", "annotate_shard",
-            "gather_annotations", "split_dataset"}
+            "gather_annotations", "split_dataset", "pack_split"}
 
 
 def _tiny_config(workdir, **train):
@@ -54,6 +54,25 @@ def trained_copy(tmp_path_factory):
 
 def test_everything_is_cached_after_a_run(trained_copy):
     assert planned_rules(trained_copy, "--configfile=test_config.yaml") == set()
+
+
+def test_training_reads_the_packed_splits(trained_copy):
+    import pyarrow.parquet as pq
+    import yaml
+
+    from genesis_rna.data import load_split
+    from genesis_rna.packed import PackedSplit
+
+    results = trained_copy / "results"
+    for data, run in (("split", "train"), ("finetune_data", "finetune")):
+        for name in ("train", "val"):
+            packed = PackedSplit(results / "packed" / data / name)
+            table = results / data / f"{name}.parquet"
+            assert len(packed) == pq.read_metadata(table).num_rows > 0
+            assert packed.fingerprint() == load_split(table).fingerprint()
+        run_cfg = yaml.safe_load((results / run / "run_config.yaml").read_text())
+        assert run_cfg["data_path"] == f"results/packed/{data}"
+        assert not (results / run / "packed_data").exists()  # nothing packed on the fly
 
 
 def test_editing_the_plotting_code_reruns_only_the_plot_rule(trained_copy):

@@ -74,6 +74,7 @@ TRAINER_MODULES = (
     "model",
     "losses",
     "data",
+    "packed",
     "decoding",
     "ast_controller",
     "schedule",

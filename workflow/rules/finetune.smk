@@ -25,8 +25,9 @@ rule label_finetune:
 
 rule finetune_model:
     input:
-        train=rules.label_finetune.output.train,
-        val=rules.label_finetune.output.val,
+        # label_finetune's tables as packed arrays (pack_split)
+        train=f"{RESULTS}/packed/finetune_data/train",
+        val=f"{RESULTS}/packed/finetune_data/val",
         train_config=config["finetune"]["config"],
         # the pretrained weights; the scratch baseline starts from random weights instead
         init=lambda wc: (

@@ -4,8 +4,9 @@
 
 rule train_model:
     input:
-        train=rules.split_dataset.output.train,
-        val=rules.split_dataset.output.val,
+        # the split's tables as packed arrays (pack_split)
+        train=f"{RESULTS}/packed/split/train",
+        val=f"{RESULTS}/packed/split/val",
         train_config=config["train"]["config"],
         code=trainer_code(),
     output:

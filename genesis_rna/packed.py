@@ -1,0 +1,314 @@
+"""Packed splits: a split table as flat, memory-mapped arrays that training reads by offset.
+
+A packed split is a folder of raw little-endian arrays plus ``meta.json`` (written last, so a
+folder without it is incomplete), the layout of nanoGPT's ``train.bin`` extended by offsets:
+
+    tokens.bin    uint8 [T]       nucleotide ids of all sequences, back to back (no CLS/SEP)
+    elements.bin  uint8 [T]       structure class ids, aligned with tokens
+    offsets.bin   int64 [N + 1]   sequence k is tokens[offsets[k] : offsets[k + 1]]
+    pairs.bin     int32 [P, 2]    0-based (i, j), i < j, per sequence in table order
+    pair_offsets.bin int64 [N + 1]
+    lengths.bin   int32 [N]       the sampler's sort key
+    ids.bin       uint8 [I]       UTF-8 ids back to back (validation masks are seeded by id)
+    id_offsets.bin int64 [N + 1]
+
+Why plain numpy memory maps: the arrays are a handful of flat buffers read by slicing, which
+``np.memmap`` does with no copy and no dependency beyond numpy; every DDP rank and DataLoader
+worker maps the same files read-only, so the kernel's page cache holds them once. Arrow IPC
+would work too but adds list-column indirection on every read; litdata and mosaicml-streaming
+solve sharded remote storage and their own sampling, while exact resume here needs this
+project's sampler order, so they would be dead weight.
+
+``meta.json`` carries the counts, the data fingerprint (the same sha1 that
+``data.SplitData.fingerprint`` computes from the table, so checkpoints resume across the two)
+and the source table's path, size and mtime (``prepare_split`` repacks when it changed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+import pyarrow.parquet as pq
+
+from genesis_rna.atomic import atomic_directory
+from genesis_rna.data import SPLIT_COLUMNS, encode_row, fingerprint_row
+from genesis_rna.errors import InputFileError
+
+FORMAT = 1
+META = "meta.json"
+# name: (dtype, row shape); the leading dimension comes from meta.json's counts
+ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "tokens": ("uint8", ()), "elements": ("uint8", ()), "offsets": ("<i8", ()),
+    "pairs": ("<i4", (2,)), "pair_offsets": ("<i8", ()), "lengths": ("<i4", ()),
+    "ids": ("uint8", ()), "id_offsets": ("<i8", ()),
+}
+
+
+def _count(name: str, meta: dict) -> int:
+    n = meta["n"]
+    return {"tokens": meta["n_tokens"], "elements": meta["n_tokens"], "pairs": meta["n_pairs"],
+            "ids": meta["n_id_bytes"], "lengths": n}.get(name, n + 1)
+
+
+class PackWriter:
+    """Append blocks of sequences; the folder appears at ``directory`` only on ``close()``.
+
+    Memory is one block: rows are streamed to the files and the fingerprint is updated per
+    row, so packing tens of millions of sequences needs no more than packing a thousand.
+    """
+
+    def __init__(self, directory: str | Path, source: dict | None = None):
+        self.directory = Path(directory)
+        self.source = source
+        self._ctx = atomic_directory(self.directory)
+        self._tmp = self._ctx.__enter__()
+        self._files = {name: open(self._tmp / f"{name}.bin", "wb") for name in ARRAYS}
+        self._sha = hashlib.sha1()
+        self.n = self.n_tokens = self.n_pairs = self.n_id_bytes = 0
+        for name in ("offsets", "pair_offsets", "id_offsets"):
+            self._files[name].write(np.zeros(1, "<i8").tobytes())
+
+    def add_block(self, ids: Sequence[str], tokens: np.ndarray, elements: np.ndarray,
+                  lengths: np.ndarray, pairs: np.ndarray, pair_counts: np.ndarray) -> None:
+        """Sequences back to back: ``tokens``/``elements`` [sum(lengths)], ``pairs`` [sum(pair_counts), 2]."""
+        lengths = np.asarray(lengths, np.int64)
+        pair_counts = np.asarray(pair_counts, np.int64)
+        tokens, elements = np.asarray(tokens, np.uint8), np.asarray(elements, np.uint8)
+        pairs = np.ascontiguousarray(pairs, "<i4").reshape(-1, 2)
+        assert len(ids) == len(lengths) == len(pair_counts), "one length and pair count per id"
+        assert len(tokens) == len(elements) == lengths.sum() and len(pairs) == pair_counts.sum()
+        id_bytes = [rid.encode() for rid in ids]
+        off = np.concatenate([[0], np.cumsum(lengths)])
+        poff = np.concatenate([[0], np.cumsum(pair_counts)])
+        o, po = off.tolist(), poff.tolist()  # Python ints: fast slicing in the row loop
+        for k, rid in enumerate(id_bytes):
+            fingerprint_row(self._sha, rid, tokens[o[k] : o[k + 1]], elements[o[k] : o[k + 1]],
+                            pairs[po[k] : po[k + 1]])
+        id_len = np.fromiter((len(b) for b in id_bytes), np.int64, len(id_bytes))
+        f = self._files
+        f["tokens"].write(tokens.tobytes())
+        f["elements"].write(elements.tobytes())
+        f["pairs"].write(pairs.tobytes())
+        f["lengths"].write(lengths.astype("<i4").tobytes())
+        f["ids"].write(b"".join(id_bytes))
+        f["offsets"].write((self.n_tokens + off[1:]).astype("<i8").tobytes())
+        f["pair_offsets"].write((self.n_pairs + poff[1:]).astype("<i8").tobytes())
+        f["id_offsets"].write((self.n_id_bytes + np.cumsum(id_len)).astype("<i8").tobytes())
+        self.n += len(id_bytes)
+        self.n_tokens += int(off[-1])
+        self.n_pairs += int(poff[-1])
+        self.n_id_bytes += int(id_len.sum())
+
+    def close(self) -> dict:
+        """Finish the files, write meta.json, move the folder into place; returns the meta."""
+        try:
+            for fh in self._files.values():
+                fh.close()
+            meta = {"format": FORMAT, "n": self.n, "n_tokens": self.n_tokens,
+                    "n_pairs": self.n_pairs, "n_id_bytes": self.n_id_bytes,
+                    "fingerprint": self._sha.hexdigest(), "source": self.source,
+                    "arrays": {name: {"dtype": dt, "row_shape": list(shape)}
+                               for name, (dt, shape) in ARRAYS.items()}}
+            with open(self._tmp / META, "w", encoding="utf-8") as fh:
+                json.dump(meta, fh, indent=2, sort_keys=True)
+                fh.write("\n")
+        except BaseException as exc:
+            self.abort(exc)
+            raise
+        self._ctx.__exit__(None, None, None)
+        return meta
+
+    def abort(self, exc: BaseException) -> None:
+        for fh in self._files.values():
+            fh.close()
+        self._ctx.__exit__(type(exc), exc, exc.__traceback__)
+
+    def __enter__(self) -> PackWriter:
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            self.close()
+        else:
+            self.abort(exc)
+        return False
+
+
+def table_source(table: str | Path) -> dict:
+    """What a pack records of its table (and compares to decide whether it is current)."""
+    path = Path(table).resolve()
+    st = path.stat()
+    return {"table": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
+
+
+def pack_table(table: str | Path, directory: str | Path, block_rows: int = 8192) -> dict:
+    """Pack a split table (schema ``tables.SPLITS``) into ``directory``, streaming by
+    ``block_rows``; rows are validated as ``data.load_split`` validates them. Returns meta."""
+    table = Path(table)
+    if not table.exists():
+        raise InputFileError(table, "split table not found")
+    reader = pq.ParquetFile(table)
+    missing = [c for c in SPLIT_COLUMNS if c not in reader.schema_arrow.names]
+    if missing:
+        raise InputFileError(table, f"missing split-table column(s) {missing}")
+    row = 0
+    with PackWriter(directory, source=table_source(table)) as writer:
+        for batch in reader.iter_batches(batch_size=block_rows, columns=SPLIT_COLUMNS):
+            cols = batch.to_pydict()
+            toks, els, prs = [], [], []
+            for rid, seq, el, pi, pj in zip(*(cols[c] for c in SPLIT_COLUMNS), strict=True):
+                t, e, p = encode_row(table, row, rid, seq, el, pi, pj)
+                toks.append(t)
+                els.append(e)
+                prs.append(p)
+                row += 1
+            if not toks:
+                continue
+            writer.add_block(cols["id"], np.concatenate(toks), np.concatenate(els),
+                             np.array([len(t) for t in toks]), np.concatenate(prs),
+                             np.array([len(p) for p in prs]))
+    return read_meta(directory)
+
+
+def read_meta(directory: str | Path) -> dict:
+    """meta.json of a packed split, checked against the array files beside it."""
+    directory = Path(directory)
+    path = directory / META
+    if not path.exists():
+        raise InputFileError(directory, f"not a packed split (no {META}; packing incomplete?)")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise InputFileError(path, f"unreadable: {exc}") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
+        raise InputFileError(path, f"packed-split format {got!r}, this code reads {FORMAT}")
+    for name, (dtype, shape) in ARRAYS.items():
+        f = directory / f"{name}.bin"
+        want = _count(name, meta) * np.dtype(dtype).itemsize * int(np.prod(shape, dtype=int))
+        have = f.stat().st_size if f.exists() else None
+        if have != want:
+            raise InputFileError(f, f"{have} bytes, meta.json says {want} (damaged pack: repack)")
+    return meta
+
+
+def is_packed(directory: str | Path) -> bool:
+    return (Path(directory) / META).is_file()
+
+
+class _Ragged:
+    """Item k of a flat buffer cut by offsets, copied out (nothing keeps the map alive)."""
+
+    def __init__(self, values: np.ndarray, offsets: np.ndarray):
+        self.values, self.offsets = values, offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, k: int) -> np.ndarray:
+        return np.array(self.values[self.offsets[k] : self.offsets[k + 1]])
+
+
+class _RaggedText(_Ragged):
+    def __getitem__(self, k: int) -> str:
+        return self.values[self.offsets[k] : self.offsets[k + 1]].tobytes().decode()
+
+
+class PackedSplit:
+    """A packed split, read-only, with ``data.SplitData``'s interface (``ids``, ``tokens``,
+    ``elements``, ``pairs`` indexable per sequence; ``lengths``; ``fingerprint()``).
+
+    The maps open on first use in each process and are dropped when the object is pickled, so
+    a DataLoader worker (fork or spawn) receives only the folder name and maps the files itself.
+    """
+
+    def __init__(self, directory: str | Path):
+        self.directory = Path(directory)
+        self.meta = read_meta(self.directory)
+        self._maps: dict[str, np.ndarray] | None = None
+
+    def __getstate__(self) -> dict:
+        return {"directory": self.directory, "meta": self.meta, "_maps": None}
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        if self._maps is None:
+            maps = {}
+            for name, (dtype, shape) in ARRAYS.items():
+                count = _count(name, self.meta)
+                maps[name] = (np.memmap(self.directory / f"{name}.bin", dtype=dtype, mode="r",
+                                        shape=(count, *shape)) if count
+                              else np.zeros((0, *shape), dtype))  # an empty file cannot be mapped
+            self._maps = maps
+        return self._maps
+
+    def __len__(self) -> int:
+        return int(self.meta["n"])
+
+    def fingerprint(self) -> str:
+        return str(self.meta["fingerprint"])
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return self._arrays()["lengths"]
+
+    @property
+    def tokens(self) -> _Ragged:
+        a = self._arrays()
+        return _Ragged(a["tokens"], a["offsets"])
+
+    @property
+    def elements(self) -> _Ragged:
+        a = self._arrays()
+        return _Ragged(a["elements"], a["offsets"])
+
+    @property
+    def pairs(self) -> _Ragged:
+        a = self._arrays()
+        return _Ragged(a["pairs"], a["pair_offsets"])
+
+    @property
+    def ids(self) -> _RaggedText:
+        a = self._arrays()
+        return _RaggedText(a["ids"], a["id_offsets"])
+
+
+def prepare_split(data_dir: str | Path, split: str, cache_dir: str | Path, write: bool = True,
+                  log: Callable[[str], None] = print) -> Path:
+    """The packed folder that training reads for ``split`` of ``data_dir``.
+
+    ``data_dir/<split>/`` when it is a packed split (what the workflow's pack_split writes);
+    else the table ``data_dir/<split>.parquet`` packed into ``cache_dir/<split>/``, reused
+    while the table's path, size and mtime are those it was packed from. With ``write`` false
+    (DDP ranks other than 0) only the path is returned: rank 0 packs, the others wait.
+    """
+    data_dir, cache_dir = Path(data_dir), Path(cache_dir)
+    packed, table = data_dir / split, data_dir / f"{split}.parquet"
+    if is_packed(packed):
+        if write and table.exists():  # both there: the pack must be of this table
+            src = read_meta(packed).get("source") or {}
+            if src and {k: src.get(k) for k in ("bytes", "mtime_ns")} != {
+                    k: v for k, v in table_source(table).items() if k != "table"}:
+                raise InputFileError(packed, f"packed from another version of {table}; repack "
+                                     "it (the workflow's pack_split rule) or remove it")
+        return packed
+    if not table.exists():
+        raise InputFileError(table, f"split table not found (nor a packed split at {packed})")
+    target = cache_dir / split
+    if write:
+        current = False
+        if is_packed(target):
+            try:
+                current = read_meta(target).get("source") == table_source(table)
+            except InputFileError:
+                current = False
+        if current:
+            log(f"{split}: reading {target} (packed from {table})")
+        else:
+            log(f"{split}: packing {table} into memory-mappable arrays at {target}")
+            meta = pack_table(table, target)
+            log(f"{split}: packed {meta['n']} sequences, {meta['n_tokens']} nt")
+    return target

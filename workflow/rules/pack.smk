@@ -1,0 +1,23 @@
+# Pack the train/val tables of the split (and of the fine-tune labelling) into flat,
+# memory-mapped arrays (genesis_rna.packed): every training rank and loader worker maps the
+# same read-only files, so per-process memory does not grow with the corpus.
+
+
+rule pack_split:
+    input:
+        table=f"{RESULTS}/{{data}}/{{split}}.parquet",
+        # the array layout is this module's: a format change repacks
+        code=package_source("genesis_rna.packed"),
+    output:
+        packed=directory(f"{RESULTS}/packed/{{data}}/{{split}}"),
+    log:
+        f"{RESULTS}/logs/pack_split_{{data}}_{{split}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/pack_split_{{data}}_{{split}}.tsv"
+    wildcard_constraints:
+        data="split|finetune_data",
+        split="train|val",
+    conda:
+        "../envs/train.yaml"
+    script:
+        "../scripts/pack_split.py"
