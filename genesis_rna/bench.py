@@ -7,8 +7,11 @@ parse     FASTA records/s and peak RSS for FILE and for a 10x larger file made f
 annotate  sequences/s of the annotate stage (1 shard, 1 process) against raw ``RNA.fold`` on
           the same sequences (the stage's overhead), and 2 shards on 2 cores against 1.
 train     real (non-padding) nucleotides/s of forward+backward+step for a model size on a split
-          (``--split_dir``, e.g. results/realdata/split): length-bucketed batches against the
-          same samples padded to 512, in the same process; plus peak RSS.
+          (``--split_dir``, e.g. results/realdata/split): this model (bf16, length buckets)
+          against the earlier design (``baseline_model``: same dimensions, fp32, padded to
+          512) on the same batches, in ``--train_rounds`` alternating rounds of
+          ``--train_steps`` steps; the speedup per round, counted GFLOP/s and MFU against a
+          bf16 matmul measured at the same thread count.
 ast       the trainer CLI (``--train_config``, ``--model_size``) on ``--ast_train_rows``
           sequences of the split: one epoch with AST off, one with AST on (epoch time ratio),
           then AST on for as many epochs as fit in the AST-off epoch's time (the same
@@ -134,41 +137,98 @@ def bench_annotate(fasta: Path, work: Path, n: int = 1200, max_len: int = 400) -
     ]
 
 
-def bench_train(split_dir: Path, model_size: str, steps: int, batch: int = 32) -> list[dict]:
-    """Training throughput: bucketed batches vs the same samples padded to 512 (bf16 on CPU)."""
+def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
+                batch: int = 32) -> list[dict]:
+    """Training throughput against the earlier design, in alternating rounds, with MFU.
+
+    Two setups train on the same batches of the split (epoch 0 of the length-bucketed
+    sampler): this package's model (bf16 autocast, length buckets of 32) and
+    ``baseline_model.PaddedBaseline`` (the earlier design: same dimensions, fp32, every batch
+    padded to 512). Each round runs ``steps`` steps of one setup, then the same batches on the
+    other, so both see the same machine load; the ratio is reported per round. FLOPs per step
+    are counted (``flops.counted_flops``) on the batches that were timed and divided by the
+    time: MFU against a bf16 matmul measured here at the same thread count.
+    """
+    import statistics
+
     import torch
 
+    from genesis_rna.baseline_model import PaddedBaseline
     from genesis_rna.data import BucketBatchSampler, RNADataset, collate, load_split
+    from genesis_rna.flops import counted_flops, matmul_peak
     from genesis_rna.losses import MultiTaskLoss
     from genesis_rna.model import GenesisRNA, model_config_for
 
-    torch.manual_seed(0)
+    threads = torch.get_num_threads()
     data = load_split(split_dir / "train.parquet")
     dataset = RNADataset(data, 512, 0.15, seed=0, train=True)
-    batches = BucketBatchSampler(data.lengths, batch, seed=0, shuffle=True).epoch_batches(0)
-    model = GenesisRNA(model_config_for(model_size, max_len=512))
+    order = BucketBatchSampler(data.lengths, batch, seed=0, shuffle=True).epoch_batches(0)
+    need = 2 + rounds * steps
+    if len(order) < need:
+        raise ValueError(f"{split_dir} gives {len(order)} batches of {batch}; need {need}")
     loss_fn = MultiTaskLoss()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    rows = []
-    for mode, multiple in (("bucketed", 32), ("padded to 512", 512)):
-        nt, t0 = 0, None
-        for k, idx in enumerate(batches[: steps + 2]):
-            if k == 2:  # two warm-up steps
-                nt, t0 = 0, time.perf_counter()
-            b = collate([dataset[(0, i)] for i in idx], 512, multiple)
-            with torch.autocast("cpu", dtype=torch.bfloat16):
+    cfg = model_config_for(model_size, max_len=512)
+    setups = {  # name: (model, autocast bf16, bucket multiple)
+        "genesis_rna, bf16, length buckets": (GenesisRNA(cfg), True, 32),
+        "earlier design, fp32, padded to 512": (PaddedBaseline(cfg), False, 512),
+    }
+
+    def make_step(model, opt, bf16, multiple, idx):
+        b = collate([dataset[(0, i)] for i in idx], 512, multiple)
+
+        def step():
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
                 out = model(b["tokens"], b["attention_mask"])
-            loss = loss_fn(out, b).total
-            loss.backward()
-            opt.step()
-            opt.zero_grad(set_to_none=True)
-            nt += int(b["lengths"].sum())
-        sec = time.perf_counter() - t0
-        # bucketed runs first, so the process peak read here is its own (padded's comes after)
-        rows.append({"bench": "train", "mode": f"{model_size}, bf16, batch {batch}, {mode}",
-                     "records": nt, "seconds": sec, "records_per_s": nt / sec,
+            loss_fn(out, b).total.backward()
+            if opt is not None:
+                opt.step()
+            model.zero_grad(set_to_none=True)
+        return step, int(b["lengths"].sum())
+
+    torch.manual_seed(0)
+    state = {name: (m, torch.optim.AdamW(m.parameters(), lr=1e-4), bf16, mult)
+             for name, (m, bf16, mult) in setups.items()}
+    timed: dict[str, list[tuple[float, int]]] = {name: [] for name in setups}
+    for m, opt, bf16, mult in state.values():  # two warm-up steps each
+        for idx in order[:2]:
+            make_step(m, opt, bf16, mult, idx)[0]()
+    for r in range(rounds):
+        chunk = order[2 + r * steps : 2 + (r + 1) * steps]
+        for name, (m, opt, bf16, mult) in (state.items() if r % 2 == 0
+                                           else reversed(state.items())):
+            steps_nt = [make_step(m, opt, bf16, mult, idx) for idx in chunk]  # collate untimed
+            t0 = time.perf_counter()
+            for step, _ in steps_nt:
+                step()
+            timed[name].append((time.perf_counter() - t0, sum(nt for _, nt in steps_nt)))
+    # FLOPs of the timed batches (no optimizer step; the counts do not depend on the values)
+    flops = {}
+    for name, (m, _, bf16, mult) in state.items():
+        chunks = [order[2 + k] for k in range(rounds * steps)]
+        if mult == 512:  # padded: every batch has the same shape, so the same count
+            flops[name] = counted_flops(make_step(m, None, bf16, mult, chunks[0])[0]) * len(chunks)
+        else:
+            flops[name] = sum(counted_flops(make_step(m, None, bf16, mult, c)[0]) for c in chunks)
+    peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
+    rows = []
+    for name, runs in timed.items():
+        sec = sum(t for t, _ in runs)
+        nt = sum(n for _, n in runs)
+        peak = peak_bf16 if state[name][2] else peak_fp32
+        rows.append({"bench": "train", "mode": f"{model_size}, {name}, batch {batch}, "
+                     f"{threads} threads", "records": nt, "seconds": sec, "records_per_s": nt / sec,
+                     "round_nt_per_s": [round(n / t) for t, n in runs],
+                     "gflop_per_s": flops[name] / sec / 1e9,
+                     "mfu_vs_bf16_matmul": flops[name] / sec / peak_bf16,
+                     "mfu_vs_own_dtype_matmul": flops[name] / sec / peak,
                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
-    rows[0]["speedup_vs_padded"] = rows[0]["records_per_s"] / rows[1]["records_per_s"]
+    ours, old = timed.values()
+    ratios = [(n1 / t1) / (n2 / t2) for (t1, n1), (t2, n2) in zip(ours, old, strict=True)]
+    rows[0]["speedup_vs_earlier_design"] = statistics.median(ratios)
+    rows[0]["speedup_range"] = f"{min(ratios):.2f}-{max(ratios):.2f}"
+    rows.append({"bench": "train", "mode": f"matmul peak, 2048^3, {threads} threads",
+                 "records": 0, "seconds": 0.0, "records_per_s": 0.0,
+                 "bf16_gflop_per_s": peak_bf16 / 1e9, "fp32_gflop_per_s": peak_fp32 / 1e9})
     return rows
 
 
@@ -295,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("what", nargs="+", choices=["parse", "annotate", "train", "ast", "decode"])
     ap.add_argument("--split_dir", type=Path, default=Path("results/realdata/split"))
     ap.add_argument("--model_size", default="small")
-    ap.add_argument("--train_steps", type=int, default=12)
+    ap.add_argument("--train_steps", type=int, default=4, help="train: steps per round")
+    ap.add_argument("--train_rounds", type=int, default=3)
     ap.add_argument("--fasta", type=Path, default=DEFAULT_FASTA)
     ap.add_argument("--json", type=Path, default=Path("results/bench/bench.json"))
     ap.add_argument("--annotate_n", type=int, default=1200)
@@ -321,7 +382,8 @@ def main(argv: list[str] | None = None) -> int:
         if "annotate" in args.what:
             rows += bench_annotate(args.fasta, Path(tmp), n=args.annotate_n)
         if "train" in args.what:
-            rows += bench_train(args.split_dir, args.model_size, args.train_steps)
+            rows += bench_train(args.split_dir, args.model_size, args.train_steps,
+                                 args.train_rounds)
         if "ast" in args.what:
             rows += bench_ast(args.split_dir, args.train_config, args.model_size,
                               args.ast_train_rows, args.ast_val_rows, Path(tmp),

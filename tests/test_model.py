@@ -97,3 +97,45 @@ def test_pair_type_channels_see_which_nucleotides_meet():
         model.pair_head.pair_type.zero_()
         la0 = model(a, mask)["pair_logits"][0, 0, 9]
     assert la != lb and la != la0
+
+
+def test_cpu_attention_matches_sdpa_in_fp32():
+    """CPU runs use matmul_attention; it must compute what SDPA computes (no dropout)."""
+    import torch.nn.functional as F
+
+    from genesis_rna.model import matmul_attention
+
+    g = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 17, 8, generator=g) for _ in range(3))
+    mask = torch.ones(3, 1, 1, 17, dtype=torch.bool)
+    mask[1, ..., 9:] = False
+    mask[2, ..., 3:] = False
+    want = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    torch.testing.assert_close(matmul_attention(q, k, v, mask, 0.0), want, atol=1e-6, rtol=1e-5)
+    # dropout: training-mode output differs, is finite, and the expectation is kept (scaled)
+    torch.manual_seed(1)
+    dropped = torch.stack([matmul_attention(q, k, v, mask, 0.5) for _ in range(4000)]).mean(0)
+    assert torch.isfinite(dropped).all()
+    torch.testing.assert_close(dropped, want, atol=0.1, rtol=0.0)
+
+
+def test_pair_stack_fused_ops_equal_the_plain_formulas():
+    """The one-pass forms in the pair head give what the textbook forms give (fp32, bf16)."""
+    import torch.nn.functional as F
+
+    from genesis_rna.model import _conv_layer, pool_pair_rows
+
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(4, 4, 3, padding=2, dilation=2)
+    key_mask = torch.ones(2, 11, dtype=torch.bool)
+    key_mask[1, 6:] = False
+    cell = (key_mask[:, :, None] & key_mask[:, None, :])[:, None].float()
+    x = torch.randn(2, 4, 11, 11) * cell  # the stack's invariant: zero outside the cells
+    for dtype in (torch.float32, torch.bfloat16):
+        xd, cd = x.to(dtype), cell.to(dtype)
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+            torch.testing.assert_close(_conv_layer(conv, xd, cd), (xd + conv(F.gelu(xd))) * cd)
+    peak = x.masked_fill(~key_mask[:, None, None, :], float("-inf")).amax(-1)
+    peak = torch.where(key_mask[:, None, :], peak, torch.zeros_like(peak))
+    mean = x.sum(-1) / key_mask.sum(1)[:, None, None]
+    torch.testing.assert_close(pool_pair_rows(x, key_mask), torch.cat([mean, peak], 1).transpose(1, 2))
