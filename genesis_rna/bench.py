@@ -138,11 +138,11 @@ def bench_annotate(fasta: Path, work: Path, n: int = 1200, max_len: int = 400) -
 
 
 def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
-                batch: int = 32) -> list[dict]:
+                batch: int = 32, bucket_multiple: int = 8) -> list[dict]:
     """Training throughput against the earlier design, in alternating rounds, with MFU.
 
     Two setups train on the same batches of the split (epoch 0 of the length-bucketed
-    sampler): this package's model (bf16 autocast, length buckets of 32) and
+    sampler): this package's model (bf16 autocast, widths a multiple of ``bucket_multiple``) and
     ``baseline_model.PaddedBaseline`` (the earlier design: same dimensions, fp32, every batch
     padded to 512). Each round runs ``steps`` steps of one setup, then the same batches on the
     other, so both see the same machine load; the ratio is reported per round. FLOPs per step
@@ -169,7 +169,8 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
     loss_fn = MultiTaskLoss()
     cfg = model_config_for(model_size, max_len=512)
     setups = {  # name: (model, autocast bf16, bucket multiple)
-        "genesis_rna, bf16, length buckets": (GenesisRNA(cfg), True, 32),
+        f"genesis_rna, bf16, length buckets of {bucket_multiple}": (GenesisRNA(cfg), True,
+                                                                 bucket_multiple),
         "earlier design, fp32, padded to 512": (PaddedBaseline(cfg), False, 512),
     }
 
@@ -357,6 +358,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model_size", default="small")
     ap.add_argument("--train_steps", type=int, default=4, help="train: steps per round")
     ap.add_argument("--train_rounds", type=int, default=3)
+    ap.add_argument("--bucket_multiple", type=int, default=8, help="train: this model's widths")
     ap.add_argument("--fasta", type=Path, default=DEFAULT_FASTA)
     ap.add_argument("--json", type=Path, default=Path("results/bench/bench.json"))
     ap.add_argument("--annotate_n", type=int, default=1200)
@@ -383,7 +385,7 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_annotate(args.fasta, Path(tmp), n=args.annotate_n)
         if "train" in args.what:
             rows += bench_train(args.split_dir, args.model_size, args.train_steps,
-                                 args.train_rounds)
+                                 args.train_rounds, bucket_multiple=args.bucket_multiple)
         if "ast" in args.what:
             rows += bench_ast(args.split_dir, args.train_config, args.model_size,
                               args.ast_train_rows, args.ast_val_rows, Path(tmp),

@@ -207,7 +207,8 @@ HELP = {
                  "AST); the architecture keys must match it",
     "model_size": "transformer preset (width, layers, heads; see genesis_rna.model.MODEL_SIZES); "
                   "the model keys below override it",
-    "bucket_multiple": "batch widths are rounded up to a multiple of this",
+    "bucket_multiple": "batch widths are rounded up to a multiple of this (the CPU configs use "
+                       "8: pair maps grow as width^2, so padding is costly; 32 means fewer shapes)",
     "mask_prob": "fraction of nucleotides masked for the MLM loss",
     "num_workers": "data-loader worker processes (0 = load in the training process)",
     "num_epochs": "passes over the train split",
