@@ -75,3 +75,25 @@ def write_json(path: str | Path, obj) -> None:
     with atomic_open(path, "w", encoding="utf-8") as fh:
         json.dump(obj, fh, indent=2, sort_keys=True, default=str)
         fh.write("\n")
+
+
+class AtomicWriter:
+    """The context protocol of a writer whose output appears only when ``close()`` succeeds:
+    leaving the ``with`` block normally closes it, an exception calls ``abort(exc)`` (which
+    discards everything written) and propagates."""
+
+    def close(self):
+        raise NotImplementedError
+
+    def abort(self, exc: BaseException) -> None:
+        raise NotImplementedError
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, exc_type, exc, tb) -> bool:
+        if exc is None:
+            self.close()
+        else:
+            self.abort(exc)
+        return False

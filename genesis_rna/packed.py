@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
-from genesis_rna.atomic import atomic_directory
+from genesis_rna.atomic import AtomicWriter, atomic_directory
 from genesis_rna.data import SPLIT_COLUMNS, encode_row, fingerprint_row
 from genesis_rna.errors import InputFileError
 
@@ -54,7 +54,7 @@ def _count(name: str, meta: dict) -> int:
             "ids": meta["n_id_bytes"], "lengths": n}.get(name, n + 1)
 
 
-class PackWriter:
+class PackWriter(AtomicWriter):
     """Append blocks of sequences; the folder appears at ``directory`` only on ``close()``.
 
     Memory is one block: rows are streamed to the files and the fingerprint is updated per
@@ -126,16 +126,6 @@ class PackWriter:
         for fh in self._files.values():
             fh.close()
         self._ctx.__exit__(type(exc), exc, exc.__traceback__)
-
-    def __enter__(self) -> PackWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None:
-            self.close()
-        else:
-            self.abort(exc)
-        return False
 
 
 def table_source(table: str | Path) -> dict:

@@ -21,7 +21,7 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from genesis_rna.atomic import atomic_path
+from genesis_rna.atomic import AtomicWriter, atomic_path
 
 SEQUENCES = pa.schema(
     [
@@ -56,7 +56,7 @@ ANNOTATIONS = pa.schema(
 SPLITS = ANNOTATIONS.append(pa.field("cluster", pa.string())).append(pa.field("split", pa.string()))
 
 
-class ParquetStreamWriter:
+class ParquetStreamWriter(AtomicWriter):
     """Append rows in bounded row groups; the file appears at ``path`` only on ``close()``.
 
     Memory stays flat in corpus size: at most ``row_group_size`` rows are buffered.
@@ -104,16 +104,6 @@ class ParquetStreamWriter:
                 self._writer.close()
         finally:
             self._ctx.__exit__(type(exc), exc, exc.__traceback__)
-
-    def __enter__(self) -> ParquetStreamWriter:
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> bool:
-        if exc is None:
-            self.close()
-        else:
-            self.abort(exc)
-        return False
 
 
 def write_table(path: str | Path, table: pa.Table) -> None:
