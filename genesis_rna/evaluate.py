@@ -66,7 +66,7 @@ from genesis_rna.inference import (
     predict_structures,
 )
 from genesis_rna.pair_metrics import Pair
-from genesis_rna.runtime import PRECISIONS, autocast_for
+from genesis_rna.runtime import add_inference_arguments, autocast_for
 from genesis_rna.sequences import MODEL_INPUT, normalize_sequence
 from genesis_rna.structures import element_labels
 from genesis_rna.tokenization import A_ID, N_ID, VOCAB
@@ -487,13 +487,11 @@ def build_parser() -> argparse.ArgumentParser:
                    metavar="NAME=PATH", help="curated benchmark (repeatable): folder/tarball of "
                    ".bpseq, .ct, dot-bracket FASTA, or CSV id,sequence,structure,base_pairs")
     p.add_argument("--out_dir", required=True)
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    add_inference_arguments(p)
     p.add_argument("--max_sequences", type=int, help="evaluate at most N sequences per data set")
     p.add_argument("--max_length", type=int,
                    help="leave out (and list) sequences longer than N nt")
     p.add_argument("--threads", type=int, help="torch threads and ViennaRNA processes")
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="autocast dtype (default: the one the model was trained with)")
     p.add_argument("--window", type=int,
                    help="nt per sliding window for long sequences (default max_len - 2)")
     p.add_argument("--batch_cells", type=int,

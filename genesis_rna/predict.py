@@ -35,7 +35,7 @@ from genesis_rna.inference import (
     load_for_inference,
     predict_structures,
 )
-from genesis_rna.runtime import PRECISIONS
+from genesis_rna.runtime import add_inference_arguments
 from genesis_rna.sequences import FASTA_RECORDS, InvalidSequence, normalize_sequence
 from genesis_rna.structures import pairs_to_dot_bracket
 from genesis_rna.tables import write_table
@@ -158,9 +158,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--decoder", choices=DECODERS,
                    help="mea: nested structure, dot-bracket '()' only; greedy: may cross "
                         "(pseudoknots on '[]', '{}', '<>', 'Aa' ...) (default: the checkpoint's)")
-    p.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda")
-    p.add_argument("--precision", choices=PRECISIONS,
-                   help="autocast dtype (default: the one the model was trained with)")
+    add_inference_arguments(p)
     p.add_argument("--window", type=int,
                    help="nt per sliding window for long sequences (default max_len - 2)")
     p.add_argument("--threads", type=int, help="torch CPU threads")

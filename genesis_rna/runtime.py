@@ -68,3 +68,10 @@ def autocast_for(device: torch.device, precision: str):
         return contextlib.nullcontext()
     dtype = torch.float16 if precision == "fp16" else torch.bfloat16
     return torch.autocast(device.type, dtype=dtype)
+
+
+def add_inference_arguments(parser) -> None:
+    """``--device`` and ``--precision`` of the inference CLIs (evaluate, predict), one wording."""
+    parser.add_argument("--device", default="auto", help="auto (CUDA when present), cpu, cuda, cuda:N")
+    parser.add_argument("--precision", choices=PRECISIONS,
+                        help="autocast dtype (default: the one the model was trained with)")
