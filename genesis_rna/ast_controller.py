@@ -15,6 +15,21 @@ the selected 40%, leaving ~0.73 of the AST-off cost instead of ~0.4. The memory 
 (the loss comes out of the training forward anyway), and a stale memory is itself a useful
 signal: samples not trained for a while keep the higher loss they had earlier and come back.
 
+Two selection modes decide which samples of a batch train (``selection``):
+- ``threshold``: the samples with significance >= threshold, each at weight 1. Biased: the
+  gradient is that of the high-loss part of the batch only.
+- ``importance``: the same number of samples (the threshold's count, so the controller still
+  holds the target rate), drawn with inclusion probability pi_i = k * p_i, where
+  p_i = (1 - mix) * sig_i / sum(sig) + mix / N over the N candidates (an unseen sample counts
+  as the batch's mean seen significance; the uniform part keeps every p_i >= mix / N), by
+  systematic sampling (exactly k samples, each included with probability exactly pi_i; pi_i
+  capped at 1 and the rest redistributed). Each trained sample's loss is weighted by 1 / pi_i
+  (proportional to 1 / (N p_i), Katharopoulos & Fleuret 2018), normalised to mean 1 over the
+  trained samples: the weighted loss (sums and units scaled alike, ``MultiTaskLoss``) is the
+  ratio estimate of the whole candidate batch's loss, so the gradient aims at the full data
+  while the compute stays on the samples likely to matter. The one uniform draw of the
+  systematic sample is a hash of the draw counter, so every rank and a resumed run draw alike.
+
 The threshold is set by a PI controller on the log scale. The measured activation rate of
 each batch is smoothed by an EMA; error = target - ema; the integral is clamped
 (anti-windup), so a long saturated stretch (e.g. every loss equal) cannot wind it up;
@@ -35,13 +50,62 @@ import math
 
 import torch
 
+SELECTIONS = ("threshold", "importance")
+
+
+def _hash_uniform(keys: torch.Tensor, draws: int) -> torch.Tensor:
+    """[B] deterministic uniform [0, 1) values from int64 keys and a draw counter."""
+    x = (keys.to(torch.int64) * 2654435761 + draws * 40503 + 12345) % 4294967296
+    x = (x ^ (x >> 13)) * 1274126177 % 4294967296
+    return x.to(torch.float64).div(4294967296.0)
+
+
+def inclusion_probabilities(weights: torch.Tensor, k: int) -> torch.Tensor:
+    """[N] float64 pi_i proportional to ``weights`` (> 0), capped at 1, summing to k."""
+    w = weights.double()
+    pi = torch.zeros_like(w)
+    certain = torch.zeros(len(w), dtype=torch.bool)
+    for _ in range(len(w)):  # each pass caps at least one more sample, or ends
+        rest = k - int(certain.sum())
+        free = ~certain
+        pi[free] = w[free] * (rest / w[free].sum())
+        over = free & (pi >= 1)
+        if not over.any():
+            break
+        certain |= over
+        pi[certain] = 1.0
+    return pi
+
+
+def systematic_sample(pi: torch.Tensor, u: float) -> torch.Tensor:
+    """[N] bool: Madow's systematic sample for inclusion probabilities ``pi`` (each <= 1,
+    summing to an integer k): exactly k samples, sample i included with probability pi_i over
+    u ~ U[0, 1). Samples with pi_i = 1 are always included (exactly, despite rounding)."""
+    certain = pi >= 1
+    chosen = certain.clone()
+    rest = ~certain
+    k = round(float(pi[rest].sum()))
+    if k > 0:
+        cum = torch.cumsum(pi[rest], 0)
+        cum = cum * (k / float(cum[-1]))  # exactly k at the end, despite rounding
+        cum[-1] = k
+        hits = torch.ceil(cum - u) - torch.ceil(torch.cat([cum.new_zeros(1), cum[:-1]]) - u)
+        chosen[rest] = hits > 0
+    return chosen
+
 
 class ASTController:
     def __init__(self, n_samples: int, target: float = 0.4, kp: float = 2.0, ki: float = 0.2,
-                 smoothing: float = 0.8, integral_limit: float | None = None):
+                 smoothing: float = 0.8, integral_limit: float | None = None,
+                 selection: str = "threshold", importance_mix: float = 0.2):
         if not 0 < target <= 1:
             raise ValueError(f"target activation must be in (0, 1], got {target}")
+        if selection not in SELECTIONS:
+            raise ValueError(f"AST selection {selection!r} not in {SELECTIONS}")
+        if not 0 < importance_mix <= 1:
+            raise ValueError(f"importance mix must be in (0, 1], got {importance_mix}")
         self.target = target
+        self.selection, self.importance_mix = selection, importance_mix
         self.kp, self.ki, self.smoothing = kp, ki, smoothing
         # the integral alone may move the threshold by at most a factor e^4 either way
         self.integral_limit = integral_limit if integral_limit is not None else 4.0 / ki
@@ -65,9 +129,7 @@ class ASTController:
 
     def _unseen_draw(self, indices: torch.Tensor) -> torch.Tensor:
         """[B] deterministic uniform [0, 2) draws for samples without a loss memory."""
-        x = (indices.to(torch.int64) * 2654435761 + self.draws * 40503 + 12345) % 4294967296
-        x = (x ^ (x >> 13)) * 1274126177 % 4294967296
-        return 2.0 * x.to(torch.float64).div(4294967296.0).to(torch.float32)
+        return (2.0 * _hash_uniform(indices, self.draws)).to(torch.float32)
 
     def significance(self, indices: torch.Tensor) -> torch.Tensor:
         """[B] loss memory / running mean loss; a uniform [0, 2) draw for unseen samples."""
@@ -78,13 +140,44 @@ class ASTController:
             sig[unseen] = self._unseen_draw(indices[unseen])
         return sig
 
-    def choose(self, indices: torch.Tensor) -> torch.Tensor:
-        """[B] bool mask of samples to train (at least one); changes no state."""
-        sig = self.significance(indices)
+    def _threshold_choice(self, sig: torch.Tensor) -> torch.Tensor:
         chosen = sig >= self.threshold
         if not chosen.any():  # every batch trains on at least one sample: the most significant
             chosen[int(torch.argmax(sig))] = True
         return chosen
+
+    def inclusion(self, indices: torch.Tensor) -> torch.Tensor:
+        """[B] float64 inclusion probabilities of importance selection (they sum to the
+        threshold's count); changes no state."""
+        indices = indices.cpu()
+        sig = self.significance(indices)
+        k = int(self._threshold_choice(sig).sum())
+        # p ~ significance, where a sample without memory is assumed average (its draw in
+        # ``significance`` is for the threshold's count only: as a probability it is noise)
+        seen = torch.isfinite(self.memory[indices])
+        known = sig.double().clamp(min=0)
+        fill = float(known[seen].mean()) if seen.any() else 1.0
+        known[~seen] = fill
+        total = float(known.sum())
+        n = len(indices)
+        p = (1 - self.importance_mix) * known / total + self.importance_mix / n if total > 0 \
+            else torch.full((n,), 1.0 / n, dtype=torch.float64)
+        return inclusion_probabilities(p, k)
+
+    def choose(self, indices: torch.Tensor) -> torch.Tensor:
+        """[B] bool mask of samples to train (at least one); changes no state."""
+        if self.selection == "threshold":
+            return self._threshold_choice(self.significance(indices))
+        u = float(_hash_uniform(torch.tensor([-1]), self.draws)[0])  # one draw per batch
+        return systematic_sample(self.inclusion(indices), u)
+
+    def sample_weights(self, indices: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor | None:
+        """[chosen.sum()] float32 loss weights of the chosen samples: 1 / pi_i normalised to
+        mean 1 (importance selection); None for threshold selection (all weigh 1)."""
+        if self.selection == "threshold":
+            return None
+        inv = 1.0 / self.inclusion(indices)[chosen.cpu()]
+        return (inv / inv.mean()).to(torch.float32)
 
     def observe(self, samples: int, selected: int, tokens: int, tokens_skipped: int) -> None:
         """One controller step from a batch's counts (summed over ranks under DDP)."""

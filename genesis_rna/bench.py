@@ -13,10 +13,14 @@ train     real (non-padding) nucleotides/s of forward+backward+step for a model 
           ``--train_steps`` steps; the speedup per round, counted GFLOP/s and MFU against a
           bf16 matmul measured at the same thread count.
 ast       the trainer CLI (``--train_config``, ``--model_size``) on ``--ast_train_rows``
-          sequences of the split: one epoch with AST off, one with AST on (epoch time ratio),
-          then AST on for as many epochs as fit in the AST-off epoch's time (the same
-          wall-clock budget), with the held-out (val split) pair F1, MLM and structure accuracy
-          each reaches, and each run's peak RSS.
+          sequences of the split: AST off for ``--ast_epochs`` epochs and AST on in each
+          selection mode (threshold, importance) for about the same wall-clock budget
+          (``--ast_on_epochs``, default ast_epochs / target activation), all started at once
+          with ``--ast_threads`` threads each (the same machine load for every run). Per run:
+          val (held-out) pair F1 and MLM accuracy after every epoch against cumulative
+          training seconds (plotted to ``--plot``, default ast_curves.png beside the JSON),
+          epoch time against AST off, when each AST run reaches AST off's final val pair F1
+          and MLM accuracy (fraction of AST off's time), the tuned-threshold F1, peak RSS.
 decode    nested MEA against greedy decoding of one model's pair probabilities
           (``--checkpoint``): each decoder's threshold tuned on the val split (``--split_dir``),
           then mean per-sequence pair F1 and decoding wall time on each ``--benchmark
@@ -233,12 +237,17 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
     return rows
 
 
-def _run_trainer(args: list[str], log: Path) -> float:
-    """Run the trainer CLI to completion; return the peak RSS (MB) of that process."""
-    with open(log, "w") as fh:
-        proc = subprocess.Popen([sys.executable, "-m", "genesis_rna.train_pretrain", *args],
-                                stdout=fh, stderr=subprocess.STDOUT)
-        _, status, usage = os.wait4(proc.pid, 0)
+def _start_trainer(args: list[str], log: Path) -> tuple[subprocess.Popen, object]:
+    fh = open(log, "w")  # noqa: SIM115 - closed by _wait_trainer
+    proc = subprocess.Popen([sys.executable, "-m", "genesis_rna.train_pretrain", *args],
+                            stdout=fh, stderr=subprocess.STDOUT)
+    return proc, fh
+
+
+def _wait_trainer(proc: subprocess.Popen, fh, log: Path) -> float:
+    """Wait for a trainer started by ``_start_trainer``; return its peak RSS (MB)."""
+    _, status, usage = os.wait4(proc.pid, 0)
+    fh.close()
     proc.returncode = os.waitstatus_to_exitcode(status)
     if proc.returncode:
         raise RuntimeError(f"trainer exited with {proc.returncode}; see {log}:\n"
@@ -246,10 +255,57 @@ def _run_trainer(args: list[str], log: Path) -> float:
     return usage.ru_maxrss / 1024
 
 
+def _run_trainer(args: list[str], log: Path) -> float:
+    """Run the trainer CLI to completion; return the peak RSS (MB) of that process."""
+    return _wait_trainer(*_start_trainer(args, log), log)
+
+
+def time_to_reach(seconds: list[float], values: list[float], goal: float) -> float | None:
+    """The first cumulative time at which ``values`` reaches ``goal`` (epoch granularity:
+    the end of the first epoch at or above it), or None if it never does."""
+    return next((t for t, v in zip(seconds, values, strict=True) if v >= goal), None)
+
+
+def plot_ast_curves(runs: dict[str, dict], path: Path) -> Path:
+    """Val pair F1 and val MLM accuracy against cumulative training seconds, one line per run."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(11, 4.2))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    for name, run in runs.items():
+        for ax, key in zip(axes, ("val_pair_f1", "val_mlm_acc"), strict=True):
+            ax.plot(run["cum_seconds"], run[key], marker="o", label=name)
+    for ax, title in zip(axes, ("val pair F1 (per-epoch threshold)", "val MLM accuracy"),
+                         strict=True):
+        ax.set_xlabel("cumulative training time (s)")
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110)
+    return path
+
+
+AST_RUNS = {"off": (), "threshold": ("--ast_selection", "threshold"),
+            "importance": ("--ast_selection", "importance")}
+
+
 def bench_ast(split_dir: Path, train_config: Path, model_size: str, train_rows: int,
-              val_rows: int, tmp: Path, log_dir: Path) -> list[dict]:
-    """AST on vs off: epoch time, and held-out metrics on the same wall-clock budget."""
+              val_rows: int, tmp: Path, log_dir: Path, epochs_off: int = 3,
+              epochs_on: int | None = None, modes: tuple[str, ...] = ("threshold", "importance"),
+              parallel: bool = True, threads: int = 1, extra: tuple[str, ...] = (),
+              plot: Path | None = None) -> list[dict]:
+    """AST off against each AST selection mode: val pair F1 and MLM accuracy after every
+    epoch against cumulative training time, all runs started at once (``parallel``, each with
+    ``threads`` threads) so they see the same machine load. AST runs get ``epochs_on`` epochs
+    (default: epochs_off / the config's target activation, about the same wall budget).
+    Each AST run's row says when it reached AST off's final val pair F1, as a fraction of AST
+    off's time."""
     import numpy as np
+    import yaml
 
     from genesis_rna.checkpoint import load_checkpoint
     from genesis_rna.plot_metrics import read_metrics
@@ -263,37 +319,70 @@ def bench_ast(split_dir: Path, train_config: Path, model_size: str, train_rows: 
             table = table.take(np.sort(np.random.default_rng(0).permutation(table.num_rows)[:n]))
         pq.write_table(table, data / f"{name}.parquet")
         n_train = n_train or table.num_rows
+    if epochs_on is None:
+        target = float((yaml.safe_load(train_config.read_text()) or {}).get(
+            "ast_target_activation", 0.4))
+        epochs_on = max(epochs_off, round(epochs_off / target))
     log_dir.mkdir(parents=True, exist_ok=True)
     common = ["--config", str(train_config), "--data_path", str(data), "--model_size", model_size,
-              "--no-progress", "--no-resume"]
+              "--no-progress", "--no-resume", "--threads", str(threads), *extra]
+    names = ["off", *modes]
 
-    def run(name: str, ast: bool, epochs: int) -> dict:
-        out = tmp / name
-        rss = _run_trainer([*common, "--output_dir", str(out), "--num_epochs", str(epochs),
-                            "--use_ast" if ast else "--no-use_ast"], log_dir / f"{name}.log")
-        metrics = read_metrics(out / "training_metrics.csv")
-        train, val = metrics.train, metrics.val
-        seconds = float(train["epoch_time_s"].sum())
-        return {"bench": "ast", "mode": f"{model_size}, AST {'on' if ast else 'off'}, {epochs} "
-                f"epoch{'s' if epochs > 1 else ''}", "records": n_train * epochs,  # sequences offered
-                "seconds": seconds, "records_per_s": n_train * epochs / seconds,
-                "trained_nt_per_s": float(train["tokens_per_s"][-1]),
-                "activation": float(train["activation_rate"][-1]),
-                "val_pair_f1": float(val["pair_f1"][-1]), "val_mlm_acc": float(val["mlm_acc"][-1]),
-                "val_struct_acc": float(val["struct_acc"][-1]),
-                # F1 at the threshold the trainer tuned on val (what the final model uses)
-                "val_pair_f1_tuned": float(load_checkpoint(out / "model.pt")["pair_threshold_val_f1"]),
-                "peak_rss_mb": rss}
+    def args(name: str) -> list[str]:
+        epochs = epochs_off if name == "off" else epochs_on
+        return [*common, "--output_dir", str(tmp / f"ast_{name}"), "--num_epochs", str(epochs),
+                "--no-use_ast" if name == "off" else "--use_ast", *AST_RUNS[name]]
 
-    off = run("ast_off", False, 1)
-    on = run("ast_on", True, 1)
-    on["epoch_time_vs_off"] = on["seconds"] / off["seconds"]
-    rows = [off, on]
-    budget_epochs = max(1, int(off["seconds"] // on["seconds"]))
-    if budget_epochs > 1:
-        same = run("ast_on_budget", True, budget_epochs)
-        same["time_vs_off"] = same["seconds"] / off["seconds"]
-        rows.append(same)
+    rss = {}
+    if parallel:
+        started = {n: _start_trainer(args(n), log_dir / f"ast_{n}.log") for n in names}
+        for n, (proc, fh) in started.items():
+            rss[n] = _wait_trainer(proc, fh, log_dir / f"ast_{n}.log")
+    else:
+        for n in names:
+            rss[n] = _run_trainer(args(n), log_dir / f"ast_{n}.log")
+
+    runs = {}
+    for n in names:
+        out = tmp / f"ast_{n}"
+        m = read_metrics(out / "training_metrics.csv")
+        train, val = m.train, m.val
+        cum = np.cumsum(train["epoch_time_s"]).tolist()
+        runs[n] = {"cum_seconds": cum, "val_pair_f1": [float(x) for x in val["pair_f1"]],
+                   "val_mlm_acc": [float(x) for x in val["mlm_acc"]],
+                   "val_struct_acc": [float(x) for x in val["struct_acc"]],
+                   "activation": [float(x) for x in train["activation_rate"]],
+                   "val_pair_f1_tuned": float(
+                       load_checkpoint(out / "model.pt")["pair_threshold_val_f1"]),
+                   "epochs": len(cum), "peak_rss_mb": rss[n]}
+    off = runs["off"]
+    t_off, f1_off, mlm_off = off["cum_seconds"][-1], off["val_pair_f1"][-1], off["val_mlm_acc"][-1]
+    rows = []
+    for n in names:
+        r = runs[n]
+        row = {"bench": "ast", "mode": f"{model_size}, AST {n}, {r['epochs']} epochs"
+               f"{', parallel' if parallel else ''}, {threads} thread(s)",
+               "records": n_train * r["epochs"], "seconds": r["cum_seconds"][-1],
+               "records_per_s": n_train * r["epochs"] / r["cum_seconds"][-1],
+               "epoch_time_vs_off": (r["cum_seconds"][-1] / r["epochs"]) / (t_off / off["epochs"]),
+               "activation": r["activation"][-1], "val_pair_f1": r["val_pair_f1"][-1],
+               "val_mlm_acc": r["val_mlm_acc"][-1], "val_struct_acc": r["val_struct_acc"][-1],
+               "val_pair_f1_tuned": r["val_pair_f1_tuned"], "peak_rss_mb": r["peak_rss_mb"],
+               "curve": {k: r[k] for k in ("cum_seconds", "val_pair_f1", "val_mlm_acc")}}
+        if n != "off":
+            for key, goal in (("pair_f1", f1_off), ("mlm_acc", mlm_off)):
+                t = time_to_reach(r["cum_seconds"], r[f"val_{key}"], goal)
+                row[f"reach_off_{key}_time_frac"] = None if t is None else t / t_off
+        rows.append(row)
+    for row, n in zip(rows[1:], names[1:], strict=True):
+        for key, goal in (("pair_f1", f1_off), ("mlm_acc", mlm_off)):
+            frac = row[f"reach_off_{key}_time_frac"]
+            print(f"AST {n}: reaches AST off's final val {key} ({goal:.4f}, {t_off:.0f} s) "
+                  + ("never" if frac is None else f"at {frac:.2f}x its time")
+                  + f"; its own final {row[f'val_{key}']:.4f} at "
+                  f"{row['seconds'] / t_off:.2f}x")
+    if plot is not None:
+        plot_ast_curves({f"AST {n}": runs[n] for n in names}, plot)
     return rows
 
 
@@ -365,6 +454,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train_config", type=Path, default=Path("config/train_cpu_realdata.yaml"))
     ap.add_argument("--ast_train_rows", type=int, default=4000)
     ap.add_argument("--ast_val_rows", type=int, default=1294)
+    ap.add_argument("--ast_epochs", type=int, default=3, help="ast: epochs of the AST-off run")
+    ap.add_argument("--ast_on_epochs", type=int, default=None,
+                    help="ast: epochs of each AST-on run (default ast_epochs / target)")
+    ap.add_argument("--ast_threads", type=int, default=1, help="ast: threads per trainer")
+    ap.add_argument("--ast_sequential", action="store_true",
+                    help="ast: run the trainers one after another instead of at once")
+    ap.add_argument("--ast_trainer_arg", action="append", default=[], metavar="ARG",
+                    help="ast: extra trainer flag for every run (repeat; e.g. "
+                         "--ast_trainer_arg=--pair_threshold --ast_trainer_arg=0.1)")
+    ap.add_argument("--plot", type=Path, default=None,
+                    help="ast: curves PNG (default ast_curves.png beside --json)")
     ap.add_argument("--checkpoint", type=Path, help="model.pt for decode")
     ap.add_argument("--benchmark", action="append", default=[], metavar="NAME=PATH",
                     help="curated set for decode (repeat)")
@@ -389,13 +489,18 @@ def main(argv: list[str] | None = None) -> int:
         if "ast" in args.what:
             rows += bench_ast(args.split_dir, args.train_config, args.model_size,
                               args.ast_train_rows, args.ast_val_rows, Path(tmp),
-                              args.json.parent / "ast_logs")
+                              args.json.parent / "ast_logs", epochs_off=args.ast_epochs,
+                              epochs_on=args.ast_on_epochs, parallel=not args.ast_sequential,
+                              threads=args.ast_threads, extra=tuple(args.ast_trainer_arg),
+                              plot=args.plot or args.json.parent / "ast_curves.png")
+            print(f"wrote {args.plot or args.json.parent / 'ast_curves.png'}")
         if "decode" in args.what:
             rows += bench_decode(args.checkpoint, args.split_dir,
                                  dict(b.split("=", 1) for b in args.benchmark),
                                  args.decode_max_length)
     for r in rows:
-        extra = {k: v for k, v in r.items() if k not in ("bench", "records", "seconds", "records_per_s")}
+        extra = {k: v for k, v in r.items()
+                 if k not in ("bench", "records", "seconds", "records_per_s", "curve")}
         print(f"{r['bench']:9s} {r['records']:>9d} rec {r['seconds']:8.2f} s "
               f"{r['records_per_s']:10.1f} rec/s  " + "  ".join(
                   f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items()))

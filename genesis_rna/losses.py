@@ -84,11 +84,17 @@ class BinaryFocalLoss(nn.Module):
         return batch_mean(loss, self.sample_units(nucleotide_mask))
 
 
-def batch_mean(sums: torch.Tensor, units: torch.Tensor) -> torch.Tensor:
+def batch_mean(sums: torch.Tensor, units: torch.Tensor,
+               weight: torch.Tensor | None = None) -> torch.Tensor:
     """A term's batch value: its per-sample sums [B] over the batch's units (masked tokens,
     labelled nucleotides, samples with a pair cell). 0 for a batch without units, still in
-    the graph, so backward (and DDP's gradient all-reduce) runs the same on every batch."""
-    return sums.sum() / units.sum().clamp(min=1)
+    the graph, so backward (and DDP's gradient all-reduce) runs the same on every batch.
+    ``weight`` [B]: sample b's sums and units both count w_b times (sum(w s) / sum(w u));
+    a weighted denominator may be below 1, so only an empty one is replaced."""
+    if weight is None:
+        return sums.sum() / units.sum().clamp(min=1)
+    den = (units * weight).sum()
+    return (sums * weight).sum() / torch.where(den > 0, den, torch.ones_like(den))
 
 
 class TokenCrossEntropy:
@@ -128,7 +134,7 @@ class LossTerm:
     name: str  # the task (genesis_rna.tasks)
     weight: float
     value: torch.Tensor  # scalar, differentiable: the batch mean (batch_mean)
-    count: torch.Tensor  # scalar: the mean's denominator, the batch's units of this term
+    count: torch.Tensor  # scalar: the mean's denominator, the batch's (weighted) units
     sums: torch.Tensor  # [B] per-sample sums (detached)
     units: torch.Tensor  # [B] per-sample units
 
@@ -169,18 +175,33 @@ class MultiTaskLoss(nn.Module):
                       "pair": PairMapLoss(self.pair_loss)}
         assert tuple(self.terms) == TASK_NAMES, (tuple(self.terms), TASK_NAMES)
 
-    def counts(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
-        """[tasks] float64 CPU: each term's units in the batch, from the batch alone (under DDP
-        they are summed over ranks before the forward, see rank_sync.rank_share)."""
-        return torch.stack([term.units(batch).sum() for term in self.terms.values()]
-                           ).to(torch.float64).cpu()
+    def counts(self, batch: dict[str, torch.Tensor],
+               sample_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """[tasks] float64 CPU: each term's units in the batch (weighted by ``sample_weight``
+        like ``forward``), from the batch alone (under DDP they are summed over ranks before
+        the forward, see rank_sync.rank_share)."""
+        if sample_weight is None:
+            return torch.stack([term.units(batch).sum() for term in self.terms.values()]
+                               ).to(torch.float64).cpu()
+        w = sample_weight.to(torch.float64)
+        return torch.stack([(term.units(batch).to(torch.float64) * w).sum()
+                            for term in self.terms.values()]).cpu()
 
-    def forward(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor]) -> LossOutput:
+    def forward(self, out: dict[str, torch.Tensor], batch: dict[str, torch.Tensor],
+                sample_weight: torch.Tensor | None = None) -> LossOutput:
+        """``sample_weight`` [B] (AST importance selection): sample b counts ``w_b`` times in
+        every term, its sums and its units alike, so a term is sum(w s) / sum(w u): the ratio
+        estimate of the term over the batch the samples were drawn from. None: all weigh 1
+        (the same numbers as without it). ``per_sample`` stays unweighted (AST's memory)."""
         terms = []
         for name, term in self.terms.items():
             sums, units = term.sums(out, batch), term.units(batch)
-            terms.append(LossTerm(name, self.weights[name], batch_mean(sums, units),
-                                  units.sum(), sums.detach(), units))
+            if sample_weight is None:
+                value, count = batch_mean(sums, units), units.sum()
+            else:
+                w = sample_weight.to(sums.device, sums.dtype)
+                value, count = batch_mean(sums, units, w), (units * w).sum()
+            terms.append(LossTerm(name, self.weights[name], value, count, sums.detach(), units))
         total = sum(t.weight * t.value for t in terms)
         per_sample = sum(t.weight * t.sums / t.units.clamp(min=1) for t in terms)
         return LossOutput(total, tuple(terms), per_sample)

@@ -25,12 +25,14 @@ def rank_share(loss: LossOutput, local: torch.Tensor, total: torch.Tensor
     """This rank's part of the global batch loss, and its parts of the logged loss values.
 
     ``local`` and ``total``: this rank's and the global unit counts of each term
-    (``MultiTaskLoss.counts``, in task order). Each term is this rank's mean times its share of
+    (``MultiTaskLoss.counts``, in task order; weighted by the AST sample weights when the
+    loss is). Each term is this rank's mean times its share of
     the global count, i.e. its sum over the global count; summed over ranks that is exactly
     the single-process loss of the global batch (up to float rounding). A rank with no count
     (placeholder) contributes zero.
     """
-    share = local / total.clamp(min=1)
+    # only an empty total is replaced: AST's weighted counts may be fractions below 1
+    share = local / torch.where(total > 0, total, torch.ones_like(total))
     parts = [term.value * float(s) for term, s in zip(loss.terms, share, strict=True)]
     part = sum(term.weight * p for term, p in zip(loss.terms, parts, strict=True))
     values = {"loss": float(part.detach()),

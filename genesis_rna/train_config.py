@@ -21,6 +21,7 @@ from pathlib import Path
 
 import yaml
 
+from genesis_rna.ast_controller import SELECTIONS as AST_SELECTIONS
 from genesis_rna.decoding import DECODERS
 from genesis_rna.errors import ConfigError
 from genesis_rna.model import MODEL_SIZES, ModelConfig
@@ -74,6 +75,8 @@ class TrainConfig:
     ast_kp: float = 2.0
     ast_ki: float = 0.2
     ast_smoothing: float = 0.8
+    ast_selection: str = "threshold"
+    ast_importance_mix: float = 0.2
     # runtime
     mixed_precision: str = "bf16"
     device: str = "auto"
@@ -119,6 +122,11 @@ class TrainConfig:
         if not 0 < self.ast_target_activation <= 1:
             raise ConfigError("ast_target_activation",
                               f"must be in (0, 1], got {self.ast_target_activation}")
+        if self.ast_selection not in AST_SELECTIONS:
+            raise ConfigError("ast_selection", f"{self.ast_selection!r} not in {AST_SELECTIONS}")
+        if not 0 < self.ast_importance_mix <= 1:
+            raise ConfigError("ast_importance_mix",
+                              f"must be in (0, 1], got {self.ast_importance_mix}")
         if self.scheduler not in SCHEDULERS:
             raise ConfigError("scheduler", f"unknown scheduler {self.scheduler!r}; "
                               f"choose from {list(SCHEDULERS)}")
@@ -237,6 +245,11 @@ HELP = {
     "ast_kp": "AST threshold controller: proportional gain",
     "ast_ki": "AST threshold controller: integral gain",
     "ast_smoothing": "AST: EMA factor of the measured activation rate",
+    "ast_selection": "AST: threshold (train the samples above the controller's threshold, "
+                     "weight 1) or importance (draw as many, with probability ~ significance, "
+                     "loss weighted by 1 / probability: an unbiased gradient)",
+    "ast_importance_mix": "AST importance selection: uniform share of the draw probabilities "
+                          "(every sample keeps probability >= mix / candidates)",
     "mixed_precision": "autocast precision (fp16 needs CUDA)",
     "device": "where to train; auto = CUDA when available, else CPU",
     "seed": "random seed (initialization, data order, masking)",
@@ -273,7 +286,7 @@ MODEL_DEFAULTS = {**{f.name: f.default for f in fields(ModelConfig)}, "pair_conv
 # Fields with a fixed set of values (listed in --help; __post_init__ enforces them).
 CHOICES = {"model_size": tuple(MODEL_SIZES), "scheduler": tuple(SCHEDULERS),
            "pair_decoder": tuple(DECODERS), "mixed_precision": PRECISIONS, "device": DEVICES,
-           "ddp_backend": DDP_BACKENDS}
+           "ddp_backend": DDP_BACKENDS, "ast_selection": AST_SELECTIONS}
 
 # The replaced Genesis RNA trainer's documented names -> ours. Its other documented keys
 # (min_lr_ratio, use_focal_loss_for_pairs, focal_alpha, focal_gamma) have the same names here.

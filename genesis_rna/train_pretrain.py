@@ -188,7 +188,9 @@ class Trainer:
             weights=cfg.loss_weights(), focal_alpha=cfg.focal_alpha, focal_gamma=cfg.focal_gamma,
             min_sep=cfg.pair_min_sep, use_focal=cfg.use_focal_loss_for_pairs)
         self.ast = (ASTController(len(self.train_data), cfg.ast_target_activation, cfg.ast_kp,
-                                  cfg.ast_ki, cfg.ast_smoothing) if cfg.use_ast else None)
+                                  cfg.ast_ki, cfg.ast_smoothing, selection=cfg.ast_selection,
+                                  importance_mix=cfg.ast_importance_mix)
+                    if cfg.use_ast else None)
         self.checkpoints = CheckpointManager(cfg.resolved_checkpoint_dir(), keep=2)
 
         # progress
@@ -393,36 +395,41 @@ class Trainer:
         return resumed
 
     # ----------------------------------------------------------------- training
-    def _select(self, batch: dict, placeholder: bool) -> tuple[dict, torch.Tensor]:
-        """AST's choice: the batch cut to the samples to train, and this rank's counts for the
-        controller (samples, selected, nt, nt skipped; zeros without AST or on a placeholder).
+    def _select(self, batch: dict, placeholder: bool
+                ) -> tuple[dict, torch.Tensor, torch.Tensor | None]:
+        """AST's choice: the batch cut to the samples to train, this rank's counts for the
+        controller (samples, selected, nt, nt skipped; zeros without AST or on a placeholder)
+        and the trained samples' loss weights (importance selection; else None).
         The skipped samples get no forward or backward at all."""
         if not self.ast or placeholder:
-            return batch, torch.zeros(4, dtype=torch.float64)
+            return batch, torch.zeros(4, dtype=torch.float64), None
         chosen = self.ast.choose(batch["index"])
         counts = ASTController.batch_counts(chosen, batch["lengths"])
+        weights = self.ast.sample_weights(batch["index"], chosen)
         if not chosen.all():
             rows = torch.nonzero(chosen).squeeze(1)
             batch = subset_batch(batch, rows, self.cfg.bucket_multiple)
-        return batch, counts
+        return batch, counts, weights
 
     def train_step(self, batch: dict) -> None:
         cfg, dist = self.cfg, self.dist
         # a rank left without samples by a short last batch trains a stand-in at zero weight
         placeholder = dist.enabled and self.train_sampler.is_placeholder(self.batch_in_epoch)
-        batch, ast_counts = self._select(batch, placeholder)
+        batch, ast_counts, weights = self._select(batch, placeholder)
         batch = _to(batch, self.device)
+        if weights is not None:
+            weights = weights.to(self.device)
         local = total = None
         if dist.enabled:
             local = (torch.zeros(len(TASKS), dtype=torch.float64) if placeholder
-                     else self.criterion.counts(batch))
+                     else self.criterion.counts(batch, weights))
             summed = dist.all_reduce(torch.cat([ast_counts, local]))
             ast_counts, total = summed[:4], summed[4:]
         if self.ast:  # every rank steps the controller with the global counts
             self.ast.observe(*(int(x) for x in ast_counts))
         with autocast_for(self.device, self.precision):
             out = self.ddp_model(batch["tokens"], batch["attention_mask"])
-        loss = self.criterion(out, batch)
+        loss = self.criterion(out, batch, weights)
         if dist.enabled:
             part, values = rank_share(loss, local, total)
             objective = part * dist.world_size  # DDP averages gradients over ranks
@@ -698,12 +705,14 @@ class Trainer:
             self.write_run_config()
         ranks = (f", {self.dist.world_size} processes ({self.dist.backend}), global batch "
                  f"{cfg.batch_size * self.dist.world_size}" if self.dist.enabled else "")
+        ast = (f"on, target {cfg.ast_target_activation}, {cfg.ast_selection} selection"
+               if cfg.use_ast else "off")
         self.log(f"device {self.device}, precision {self.precision}, threads "
                  f"{torch.get_num_threads()}{ranks}, model {cfg.model_size} "
                  f"({self.model.num_parameters() / 1e6:.2f} M parameters), "
                  f"{len(self.train_data)} train / {len(self.val_data)} val sequences, "
                  f"{self.steps_per_epoch} steps per epoch, AST "
-                 f"{'on, target ' + str(cfg.ast_target_activation) if cfg.use_ast else 'off'}, "
+                 f"{ast}, "
                  f"{'from ' + cfg.init_from if cfg.init_from else 'random init'}"
                  f"{', frozen ' + '/'.join(self.frozen_heads) if self.frozen_heads else ''}, "
                  f"allocator {active_allocator()}")

@@ -120,6 +120,16 @@ def test_rank_shares_add_up_to_the_global_batch_loss(tmp_path):
     # the naive alternative, a mean of per-rank means, is measurably different here
     naive = sum(crit(model(b["tokens"], b["attention_mask"]), b).total for b in shards) / 3
     assert abs(float(naive.detach()) - float(ref.total.detach())) > 1e-3
+    # AST importance weights: the weighted counts add up the same way, and the weighted
+    # shares to the weighted single-process loss (fractional counts below 1 included)
+    w = torch.linspace(0.3, 1.7, 9)
+    wref = crit(model(full["tokens"], full["attention_mask"]), full, sample_weight=w)
+    wlocal = [crit.counts(b, w[r::3]) for r, b in enumerate(shards)]
+    wtotal = sum(wlocal)
+    assert torch.allclose(wtotal, crit.counts(full, w))
+    wparts = [rank_share(crit(model(b["tokens"], b["attention_mask"]), b, sample_weight=w[r::3]),
+                         n, wtotal)[0] for r, (b, n) in enumerate(zip(shards, wlocal, strict=True))]
+    assert float(sum(wparts).detach()) == pytest.approx(float(wref.total.detach()), rel=1e-5)
 
 
 # ----------------------------------------------------------------------------- torchrun runs
@@ -234,11 +244,13 @@ def test_two_process_run_resumes_exactly_after_sigkill(data_dir, ddp_run, tmp_pa
 
 @pytest.mark.slow
 @needs_gloo
-def test_ast_under_ddp_holds_target_with_one_controller_state(tmp_path):
+@pytest.mark.parametrize("selection", ["threshold", "importance"])
+def test_ast_under_ddp_holds_target_with_one_controller_state(tmp_path, selection):
     data = make_splits(tmp_path / "d", n_train=160, n_val=8, seed=3)
     out = tmp_path / "out"
     r = run_ddp(["--data_path", str(data), "--output_dir", str(out), *TINY_ARGS,
-                 "--num_epochs", "3", "--ast_target_activation", "0.4"])  # batch 8 per rank
+                 "--num_epochs", "3", "--ast_target_activation", "0.4",  # batch 8 per rank
+                 "--ast_selection", selection])
     assert r.returncode == 0, r.stderr[-3000:]
     train = [row for row in read_csv(out / "training_metrics.csv") if row["phase"] == "train"]
     assert len(train) == 3

@@ -134,3 +134,69 @@ def test_every_task_has_its_head_term_weight_and_column():
         assert task.weight_key in HELP and getattr(cfg, task.weight_key) >= 0, task
     with pytest.raises(ValueError, match="the tasks are"):
         MultiTaskLoss(weights={"mlm": 1.0})
+
+
+def _two_sample_batch():
+    b, t, v = 2, 9, 9
+    torch.manual_seed(0)
+    out = {"mlm_logits": torch.randn(b, t, v), "struct_logits": torch.randn(b, t, 6),
+           "pair_logits": torch.randn(b, t, t)}
+    mlm = torch.full((b, t), IGNORE_INDEX)
+    mlm[0, 2] = 5
+    mlm[1, 3] = 6
+    mlm[1, 4] = 7
+    st = torch.full((b, t), IGNORE_INDEX)
+    st[0, 1:6] = 2
+    st[1, 1:8] = 3
+    nm = torch.zeros(b, t, dtype=torch.bool)
+    nm[0, 1:6] = True
+    nm[1, 1:8] = True
+    batch = {"mlm_labels": mlm, "struct_labels": st, "nucleotide_mask": nm,
+             "tokens": torch.zeros(b, t, dtype=torch.long),
+             "pair_index": torch.tensor([[1, 1, 6]])}
+    return out, batch
+
+
+def test_sample_weights_scale_sums_and_units_alike():
+    out, batch = _two_sample_batch()
+    crit = MultiTaskLoss()
+    w = torch.tensor([0.5, 1.5])
+    res = crit(out, batch, sample_weight=w)
+    ce = torch.nn.functional.cross_entropy
+    mlm0 = ce(out["mlm_logits"][0, 2:3], batch["mlm_labels"][0, 2:3], reduction="sum")
+    mlm1 = ce(out["mlm_logits"][1, 3:5], batch["mlm_labels"][1, 3:5], reduction="sum")
+    # sample 0: 1 masked token, sample 1: 2; weights count in numerator and denominator
+    assert float(res.value("mlm")) == pytest.approx(float((0.5 * mlm0 + 1.5 * mlm1) / (0.5 + 3.0)),
+                                                    rel=1e-6)
+    st0 = ce(out["struct_logits"][0, 1:6], batch["struct_labels"][0, 1:6], reduction="sum")
+    st1 = ce(out["struct_logits"][1, 1:8], batch["struct_labels"][1, 1:8], reduction="sum")
+    assert float(res.value("struct")) == pytest.approx(
+        float((0.5 * st0 + 1.5 * st1) / (0.5 * 5 + 1.5 * 7)), rel=1e-6)
+    plain = crit(out, batch)
+    pair_sums = plain.terms[2].sums  # per-sample focal sum / length; one unit per sample
+    assert float(res.value("pair")) == pytest.approx(
+        float((0.5 * pair_sums[0] + 1.5 * pair_sums[1]) / 2.0), rel=1e-6)
+    assert [float(t.count) for t in res.terms] == [3.5, 13.0, 2.0]
+    assert torch.equal(crit.counts(batch, w), torch.stack([t.count for t in res.terms]).double())
+    assert torch.equal(res.per_sample, plain.per_sample)  # AST's memory stays unweighted
+    # the ratio estimate: a common factor on the weights changes nothing
+    assert float(crit(out, batch, sample_weight=3 * w).total) == pytest.approx(float(res.total))
+    # a weighted denominator below 1 is used as it is (only an empty one is replaced)
+    only = {**batch, "mlm_labels": batch["mlm_labels"].clone()}
+    only["mlm_labels"][1] = IGNORE_INDEX
+    one = crit(out, only, sample_weight=torch.tensor([0.5, 1.5]))
+    assert float(one.value("mlm")) == pytest.approx(float(mlm0), rel=1e-6)
+
+
+def test_no_sample_weight_gives_the_unweighted_numbers_exactly():
+    out, batch = _two_sample_batch()
+    crit = MultiTaskLoss()
+    res = crit(out, batch)
+    # the formula before sample weights existed: sum of sums / clamped sum of units
+    for term, (name, loss) in zip(res.terms, crit.terms.items(), strict=True):
+        sums, units = loss.sums(out, batch), loss.units(batch)
+        assert torch.equal(term.value, sums.sum() / units.sum().clamp(min=1)), name
+        assert torch.equal(term.count, units.sum()), name
+    assert torch.equal(crit.counts(batch), torch.stack([t.count for t in res.terms]).double())
+    ones = crit(out, batch, sample_weight=torch.ones(2))
+    assert float(ones.total) == pytest.approx(float(res.total), rel=1e-6)

@@ -86,12 +86,15 @@ def test_cli_rejects_bad_config(data_dir, tmp_path):
     assert r.returncode == 1 and "mixed_precision" in r.stderr
 
 
-def test_ast_holds_target_and_skips_backward(tmp_path):
+@pytest.mark.parametrize("selection", ["threshold", "importance"])
+def test_ast_holds_target_and_skips_backward(tmp_path, selection):
     data = make_splits(tmp_path / "d", n_train=160, n_val=8, seed=3)
     out = tmp_path / "out"
     r = run_cli(["--data_path", str(data), "--output_dir", str(out), "--num_epochs", "3",
-                 *TINY_ARGS, "--batch_size", "16", "--ast_target_activation", "0.4"])
+                 *TINY_ARGS, "--batch_size", "16", "--ast_target_activation", "0.4",
+                 "--ast_selection", selection])
     assert r.returncode == 0, r.stderr
+    assert f"{selection} selection" in r.stdout
     train = [row for row in read_csv(out / "training_metrics.csv") if row["phase"] == "train"]
     # from the first epoch on: unseen samples compete through unbiased draws
     for row in train:
@@ -105,14 +108,16 @@ def _strip_timing(rows: list[dict]) -> list[dict]:
     return [{k: v for k, v in r.items() if k not in ("wall_time_s", "tokens_per_s", "epoch_time_s")} for r in rows]
 
 
-@pytest.mark.parametrize("layout", ["tables", "packed"])
-def test_exact_resume_after_sigkill(data_dir, tmp_path, layout):
+@pytest.mark.parametrize(("layout", "selection"), [("tables", "threshold"),
+                                                    ("packed", "threshold"),
+                                                    ("tables", "importance")])
+def test_exact_resume_after_sigkill(data_dir, tmp_path, layout, selection):
     if layout == "packed":  # what the workflow passes: pack_split's folders, no tables
         for split in ("train", "val"):
             pack_table(data_dir / f"{split}.parquet", tmp_path / "packed" / split)
         data_dir = tmp_path / "packed"
     args = ["--data_path", str(data_dir), "--num_epochs", "4", "--save_every_steps", "2",
-            *TINY_ARGS]
+            *TINY_ARGS, "--ast_selection", selection]
     a = tmp_path / "a"
     r = run_cli([*args, "--output_dir", str(a)])
     assert r.returncode == 0, r.stderr
