@@ -6,6 +6,10 @@ memory climbed to 3.9 GB by step 300 (tiny model; peak 4.5 GB), while the same 3
 tcmalloc stayed at 2.2 GB and ran 30% faster (92 s against 134 s; jemalloc held 1.1 GB but took
 201 s). tcmalloc cannot be switched in after start, so the workflow's train rule preloads it
 (``LD_PRELOAD``) when the library is installed, and the trainer says which allocator it got.
+The trainer's command line (``python -m genesis_rna.train_pretrain``) does the same for users
+who start it by hand: ``reexec_with_tcmalloc`` restarts the process once with tcmalloc
+preloaded (same PID, same arguments; torchrun's workers included). ``GENESIS_RNA_MALLOC=system``
+keeps the system allocator.
 
     python -m genesis_rna.allocator    # prints the tcmalloc path, or nothing
 """
@@ -43,6 +47,22 @@ def active_allocator() -> str:
         if f"lib{name}" in maps:
             return name
     return "glibc malloc"
+
+
+def reexec_with_tcmalloc(module: str) -> None:
+    """Restart ``python -m module <args>`` with tcmalloc preloaded, when it is installed, not
+    loaded yet and not declined (``GENESIS_RNA_MALLOC=system``); else return. Once only: the
+    restarted process finds tcmalloc loaded (or the marker set) and carries on."""
+    if os.environ.get("GENESIS_RNA_MALLOC") == "system" or os.environ.get("_GENESIS_RNA_REEXEC"):
+        return
+    lib = tcmalloc_library()
+    if lib is None or active_allocator() == "tcmalloc":
+        return
+    env = dict(os.environ, _GENESIS_RNA_REEXEC="1")
+    env["LD_PRELOAD"] = ":".join(p for p in (lib, env.get("LD_PRELOAD")) if p)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
 
 
 if __name__ == "__main__":

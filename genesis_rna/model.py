@@ -229,9 +229,10 @@ def pool_pair_rows(x: torch.Tensor, key_mask: torch.Tensor) -> torch.Tensor:
     """Per position i: mean and max of the pair features x[:, :, i, j] over real j -> [B, T, 2C]."""
     n = key_mask.sum(1).clamp(min=1).to(x.dtype)[:, None, None]  # [B, 1, 1]
     mean = x.sum(-1) / n  # cells outside real tokens are zero
-    # + 0 / -inf rather than masked_fill: one pass over the map instead of a copy and a fill
+    # + 0 / -inf rather than masked_fill: one pass over the map instead of a copy and a fill;
+    # max(dim) rather than amax: its backward keeps the argmax indices [B, C, T], not the map
     off = torch.zeros(key_mask.shape, dtype=x.dtype, device=x.device).masked_fill(~key_mask, float("-inf"))
-    peak = (x + off[:, None, None, :]).amax(-1)
+    peak = (x + off[:, None, None, :]).max(-1).values
     peak = torch.where(key_mask[:, None, :], peak, torch.zeros_like(peak))
     return torch.cat([mean, peak], 1).transpose(1, 2)
 

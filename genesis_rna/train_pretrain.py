@@ -773,4 +773,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    from genesis_rna.allocator import reexec_with_tcmalloc
+
+    reexec_with_tcmalloc("genesis_rna.train_pretrain")  # glibc malloc fragments (allocator.py)
     sys.exit(main())

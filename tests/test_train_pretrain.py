@@ -236,9 +236,16 @@ def test_trainer_names_its_allocator_and_tcmalloc_preloads(data_dir, tmp_path):
     assert printed == lib and Path(lib).is_file()
     args = ["--data_path", str(data_dir), "--num_epochs", "1", *TINY_ARGS]
     plain = run_cli([*args, "--output_dir", str(tmp_path / "plain")],
-                    env={**os.environ, "LD_PRELOAD": ""})
+                    env={**os.environ, "LD_PRELOAD": "", "GENESIS_RNA_MALLOC": "system"})
     assert plain.returncode == 0, plain.stderr
     assert "allocator glibc malloc" in plain.stdout and "LD_PRELOAD=" + lib in plain.stdout
+    # started by hand without a preload, the CLI restarts itself once on tcmalloc
+    by_hand = run_cli([*args, "--output_dir", str(tmp_path / "by_hand")],
+                      env={k: v for k, v in os.environ.items()
+                           if k not in ("LD_PRELOAD", "GENESIS_RNA_MALLOC")})
+    assert by_hand.returncode == 0, by_hand.stderr
+    assert "allocator tcmalloc" in by_hand.stdout
+    assert by_hand.stdout.count("device cpu, precision") == 1  # one run, not two
     fast = run_cli([*args, "--output_dir", str(tmp_path / "tc")],
                    env={**os.environ, "LD_PRELOAD": lib})
     assert fast.returncode == 0, fast.stderr
