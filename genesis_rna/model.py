@@ -107,7 +107,9 @@ def matmul_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, mask: to
     dropout (one thread). So CPU runs use this and CUDA uses SDPA's fused kernels.
     """
     scores = (q @ k.transpose(-1, -2)) * (q.shape[-1] ** -0.5)  # [B, H, T, T]
-    attn = torch.softmax(scores.float().masked_fill(~mask, float("-inf")), dim=-1).to(v.dtype)
+    # softmax accumulates in fp32 inside the kernel for bf16/fp16 input and rounds once, as
+    # .float() -> softmax -> .to(bf16) would, but keeps a half-size output for backward
+    attn = torch.softmax(scores.masked_fill(~mask, float("-inf")), dim=-1)
     if dropout_p:
         attn = F.dropout(attn, dropout_p)
     return attn @ v
@@ -159,6 +161,10 @@ PAIR_PRIOR = 0.01  # initial pair probability of every cell
 def _conv_layer(conv: nn.Conv2d, x: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
     # (x + conv(gelu x)) * cell in one pass over the map: x is already zero outside the cells
     return torch.addcmul(x, conv(F.gelu(x)), cell)
+
+
+def _out_layer(out: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    return out(F.gelu(x))
 
 
 class PairHead(nn.Module):
@@ -221,7 +227,10 @@ class PairHead(nn.Module):
                 x = checkpoint(_conv_layer, conv, x, cell, use_reentrant=False)
             else:
                 x = _conv_layer(conv, x, cell)
-        logits = self.out(F.gelu(x))[:, 0]  # [B, T, T]
+        if self.checkpointing and torch.is_grad_enabled():  # keeps only x, already kept
+            logits = checkpoint(_out_layer, self.out, x, use_reentrant=False)[:, 0]
+        else:
+            logits = _out_layer(self.out, x)[:, 0]  # [B, T, T]
         return 0.5 * (logits + logits.transpose(1, 2)), x  # logits exactly symmetric
 
 
