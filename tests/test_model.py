@@ -139,3 +139,22 @@ def test_pair_stack_fused_ops_equal_the_plain_formulas():
     peak = torch.where(key_mask[:, None, :], peak, torch.zeros_like(peak))
     mean = x.sum(-1) / key_mask.sum(1)[:, None, None]
     torch.testing.assert_close(pool_pair_rows(x, key_mask), torch.cat([mean, peak], 1).transpose(1, 2))
+
+
+def test_cpu_dropout_keeps_the_rate_and_the_expectation():
+    from genesis_rna.model import Dropout
+
+    torch.manual_seed(0)
+    x = torch.ones(200, 500)
+    layer = Dropout(0.1)
+    y = layer(x)
+    kept = (y != 0).float().mean().item()
+    assert abs(kept - 0.9) < 0.005  # 100k draws: the std is ~0.001
+    torch.testing.assert_close(y[y != 0], torch.full_like(y[y != 0], 1 / 0.9))
+    layer.eval()
+    assert layer(x) is x
+    x.requires_grad_(True)
+    layer.train()
+    out = layer(x)
+    out.sum().backward()
+    torch.testing.assert_close(x.grad, (out != 0).float() / 0.9)
