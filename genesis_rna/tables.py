@@ -82,6 +82,16 @@ class ParquetStreamWriter:
         for row in rows:
             self.write(row)
 
+    def write_table(self, table: pa.Table) -> None:
+        """Append a block of rows at once (after any buffered rows), in row groups of at
+        most ``row_group_size``; the caller bounds the block's size."""
+        self._flush()
+        if table.num_rows:
+            if not table.schema.equals(self.schema):
+                table = table.select(self.schema.names).cast(self.schema)
+            self._writer.write_table(table, row_group_size=self.row_group_size)
+            self.rows_written += table.num_rows
+
     def _flush(self) -> None:
         if self._buffer:
             self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema))
