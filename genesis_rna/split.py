@@ -174,6 +174,16 @@ def benchmark_hits(
     return hits
 
 
+def decontamination_search_args(level: str, min_seq_id: float, coverage: float,
+                                evalue: float) -> list[str]:
+    """``mmseqs easy-search`` options of the benchmark search at ``level``."""
+    if level == "family":
+        # Family level: any detectable homology counts (remote members of a family share its
+        # fold even at low identity), so no identity or coverage floor, only an E-value.
+        return ["-s", "7.5", "-e", str(evalue)]
+    return ["--min-seq-id", str(min_seq_id), "-c", str(coverage), "--cov-mode", "0"]
+
+
 def read_family_table(path: str | Path, ids: set[str]) -> dict[str, list[tuple[str, str]]]:
     """Corpus id -> [(family, clan or '')] from a TSV/CSV (gzip ok) with columns id, family[, clan].
 
@@ -333,13 +343,8 @@ def split_dataset(
     decontaminate = list(decontaminate or [])
     if (method == "mmseqs" or decontaminate) and shutil.which("mmseqs") is None:
         raise ToolError(MMSEQS_MISSING)
-    if decontaminate_level == "family":
-        # Family level: any detectable homology counts (remote members of a family share its
-        # fold even at low identity), so no identity or coverage floor, only an E-value.
-        search_args = ["-s", "7.5", "-e", str(decontaminate_evalue)]
-    else:
-        search_args = ["--min-seq-id", str(decontaminate_min_seq_id),
-                       "-c", str(decontaminate_coverage), "--cov-mode", "0"]
+    search_args = decontamination_search_args(decontaminate_level, decontaminate_min_seq_id,
+                                              decontaminate_coverage, decontaminate_evalue)
 
     ids = [r["id"] for r in _iter_rows(annotations, ["id"])]
     families = read_family_table(family_table, set(ids)) if family_table else {}
