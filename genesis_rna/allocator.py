@@ -12,12 +12,21 @@ preloaded (same PID, same arguments; torchrun's workers included). ``GENESIS_RNA
 keeps the system allocator.
 
     python -m genesis_rna.allocator    # prints the tcmalloc path, or nothing
+
+Streaming stages that churn through Arrow buffers (the parse stage's second pass reads and
+writes a Parquet row group every few thousand rows) can switch Arrow to jemalloc with
+immediate purging (``arrow_returns_memory``) and hand glibc's free heap back (``trim_heap``):
+on the parse stage at 50x the Rfam seed file, Arrow's default mimalloc held the peak at 349 MB
+against 274 MB at 1x; with both, 201 MB against 171 MB (README, "Scaling").
 """
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
 import os
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 TCMALLOC_NAMES = ("libtcmalloc_minimal.so.4", "libtcmalloc_minimal.so", "libtcmalloc.so.4")
@@ -63,6 +72,43 @@ def reexec_with_tcmalloc(module: str) -> None:
     sys.stdout.flush()
     sys.stderr.flush()
     os.execve(sys.executable, [sys.executable, "-m", module, *sys.argv[1:]], env)
+
+
+@contextlib.contextmanager
+def arrow_returns_memory() -> Iterator[None]:
+    """Within the block, Arrow allocates from jemalloc with decay 0 (freed pages go back to
+    the OS at once), or from the system allocator where pyarrow has no jemalloc; the previous
+    default pool is restored after (buffers keep the pool they came from)."""
+    import pyarrow as pa
+
+    previous = pa.default_memory_pool()
+    try:
+        pool = pa.jemalloc_memory_pool()
+        pa.jemalloc_set_decay_ms(0)
+    except NotImplementedError:
+        pool = pa.system_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
+def _malloc_trim():
+    try:
+        return ctypes.CDLL(None).malloc_trim
+    except (OSError, AttributeError):  # not glibc (musl, macOS): nothing to trim
+        return None
+
+
+_MALLOC_TRIM = _malloc_trim()
+
+
+def trim_heap() -> None:
+    """Give glibc malloc's free memory back to the OS (``malloc_trim(0)``); a no-op without
+    glibc. Costs about a millisecond: call it between blocks of work, not per row."""
+    if _MALLOC_TRIM is not None:
+        _MALLOC_TRIM(0)
 
 
 if __name__ == "__main__":

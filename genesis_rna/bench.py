@@ -1,6 +1,7 @@
 """Throughput benchmarks for the data stages (prints a table, writes JSON). Not a test.
 
     python -m genesis_rna.bench parse annotate [--fasta FILE] [--json results/bench.json]
+    python -m genesis_rna.bench scale [--scale_sizes 1,10,50] [--annotations FILE]
 
 parse     FASTA records/s and peak RSS for FILE and for a 10x larger file made from it
           (peak RSS must not grow with corpus size: the stage streams).
@@ -26,6 +27,23 @@ decode    nested MEA against greedy decoding of one model's pair probabilities
           then mean per-sequence pair F1 and decoding wall time on each ``--benchmark
           NAME=PATH`` (sequences <= ``--decode_max_length`` nt). The model runs once per set;
           only decoding is timed.
+scale     how memory and time grow with the corpus (the sections of SCALE_SECTIONS, each also
+          runnable alone, e.g. ``bench scale_parse``), on corpora made on the fly in a temp
+          folder from the Rfam seed file: ``--scale_sizes`` copies (default 1, 10, 50), every
+          copy after the first with seeded point mutations so records are neither duplicate
+          ids nor exact duplicates.
+  scale_parse   parse records/s and peak RSS per size (must stay flat: duplicates are found
+                on disk, ``genesis_rna.dedup``)
+  scale_mmseqs  peak RSS of MMseqs2 (its process tree) for clustering and the decontamination
+                search on the real-data corpus (``--annotations``), without and with each
+                ``--mmseqs_limits`` value of ``split.memory_limit``
+  scale_pack    pack_split time, size on disk and peak RSS per size (split tables built from
+                the seed file's comparative structures, ``--structures``), and packing a
+                ``--loader_sequences`` synthetic split directly
+  scale_loader  loader peak RSS per process (main + 2 workers) on the packed real-data train
+                split and on that synthetic split (``genesis_rna.loader_memory``)
+  scale_train   the trainer's peak RSS (``--model_size``, tcmalloc when installed, as the
+                workflow runs it) for one epoch on ``--scale_train_rows`` rows of the split
 Each measurement runs in a fresh Python process so peak RSS is its own (decode: in-process).
 """
 
@@ -37,25 +55,32 @@ import json
 import os
 import platform
 import resource
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from genesis_rna.atomic import write_json
 from genesis_rna.seqio import read_fasta
-from genesis_rna.tables import SEQUENCES
+from genesis_rna.tables import SEQUENCES, SPLITS, ParquetStreamWriter
 
-DEFAULT_FASTA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "rfam14.9_seed.fasta.gz"
+SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DEFAULT_FASTA = SHARED_DATA / "rfam14.9_seed.fasta.gz"
+DEFAULT_STRUCTURES = SHARED_DATA / "rfam14.9_seed_structures.tsv.gz"
+DEFAULT_BENCHMARKS = (SHARED_DATA / "archiveII_bpseq.tar.gz", SHARED_DATA / "bprna_vl0.csv.gz")
+SCALE_SECTIONS = ("scale_parse", "scale_mmseqs", "scale_pack", "scale_loader", "scale_train")
 
 
 def _child(argv: list[str]) -> None:
     """Run one measurement in this process and print its JSON result."""
     kind, *rest = argv
+    extra: dict = {}
     t0 = time.perf_counter()
     if kind == "parse":
         from genesis_rna.fasta import parse_fasta
@@ -78,11 +103,51 @@ def _child(argv: list[str]) -> None:
         annotate_shard(shard, out / f"{shard.stem}.ann.parquet", out / f"{shard.stem}.rej.parquet",
                        threads=1, progress=False)
         n = pq.ParquetFile(shard).metadata.num_rows
+    elif kind == "pack":
+        from genesis_rna.packed import pack_table
+
+        meta = pack_table(rest[0], rest[1])
+        n = meta["n"]
+        extra["size_on_disk_mb"] = _folder_mb(Path(rest[1]))
+    elif kind == "mmseqs":
+        n, extra = _mmseqs_child(json.loads(rest[0]))
     else:
         raise SystemExit(f"unknown measurement {kind}")
     seconds = time.perf_counter() - t0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"records": n, "seconds": seconds, "peak_rss_mb": rss_mb}))
+    print(json.dumps({"records": n, "seconds": seconds, "peak_rss_mb": rss_mb, **extra}))
+
+
+def _mmseqs_child(job: dict) -> tuple[int, dict]:
+    """One MMseqs2 step of the split stage, as split_dataset runs it; the peak RSS of its
+    process tree (RUSAGE_CHILDREN: the largest waited-for descendant) and what it found."""
+    from genesis_rna import split
+    from genesis_rna.errors import ConfigError
+
+    annotations = Path(job["annotations"])
+    n = pq.ParquetFile(annotations).metadata.num_rows
+    out: dict = {"step": job["step"], "memory_limit": job["limit"]}
+    with tempfile.TemporaryDirectory(prefix="genesis_bench_mmseqs_") as tmp:
+        try:
+            if job["step"] == "easy-linclust":
+                members = split.mmseqs_clusters(
+                    annotations, Path(tmp), mode="linclust", min_seq_id=0.8, coverage=0.8,
+                    threads=job["threads"], memory_limit=job["limit"])
+                out["clusters"] = len(set(members.values()))
+            else:
+                args = split.decontamination_search_args("sequence", 0.8, 0.5, 1e-3)
+                hits = split.benchmark_hits(annotations, job["benchmarks"], Path(tmp),
+                                            search_args=args, threads=job["threads"],
+                                            memory_limit=job["limit"])
+                out["sequences_with_hits"] = len(hits)
+        except ConfigError as exc:
+            out["error"] = str(exc)
+    out["mmseqs_peak_rss_mb"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return n, out
+
+
+def _folder_mb(folder: Path) -> float:
+    return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
 
 
 def _measure(*args: str) -> dict:
@@ -250,10 +315,11 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
     return rows
 
 
-def _start_trainer(args: list[str], log: Path) -> tuple[subprocess.Popen, object]:
+def _start_trainer(args: list[str], log: Path, env: dict | None = None
+                   ) -> tuple[subprocess.Popen, object]:
     fh = open(log, "w")  # noqa: SIM115 - closed by _wait_trainer
     proc = subprocess.Popen([sys.executable, "-m", "genesis_rna.train_pretrain", *args],
-                            stdout=fh, stderr=subprocess.STDOUT)
+                            stdout=fh, stderr=subprocess.STDOUT, env=env)
     return proc, fh
 
 
@@ -268,9 +334,22 @@ def _wait_trainer(proc: subprocess.Popen, fh, log: Path) -> float:
     return usage.ru_maxrss / 1024
 
 
-def _run_trainer(args: list[str], log: Path) -> float:
+def _run_trainer(args: list[str], log: Path, env: dict | None = None) -> float:
     """Run the trainer CLI to completion; return the peak RSS (MB) of that process."""
-    return _wait_trainer(*_start_trainer(args, log), log)
+    return _wait_trainer(*_start_trainer(args, log, env), log)
+
+
+def _subset_split(split_dir: Path, rows: dict[str, int], out: Path) -> dict[str, int]:
+    """A seeded sample of each split table (kept in file order) under ``out``; rows per split."""
+    out.mkdir(parents=True)
+    kept = {}
+    for name, n in rows.items():
+        table = pq.read_table(split_dir / f"{name}.parquet")
+        if n < table.num_rows:
+            table = table.take(np.sort(np.random.default_rng(0).permutation(table.num_rows)[:n]))
+        pq.write_table(table, out / f"{name}.parquet")
+        kept[name] = table.num_rows
+    return kept
 
 
 def time_to_reach(seconds: list[float], values: list[float], goal: float) -> float | None:
@@ -317,21 +396,13 @@ def bench_ast(split_dir: Path, train_config: Path, model_size: str, train_rows: 
     (default: epochs_off / the config's target activation, about the same wall budget).
     Each AST run's row says when it reached AST off's final val pair F1, as a fraction of AST
     off's time."""
-    import numpy as np
     import yaml
 
     from genesis_rna.checkpoint import load_checkpoint
     from genesis_rna.plot_metrics import read_metrics
 
     data = tmp / "ast_data"
-    data.mkdir()
-    n_train = 0
-    for name, n in (("train", train_rows), ("val", val_rows)):
-        table = pq.read_table(split_dir / f"{name}.parquet")
-        if n < table.num_rows:  # a seeded sample, kept in file order
-            table = table.take(np.sort(np.random.default_rng(0).permutation(table.num_rows)[:n]))
-        pq.write_table(table, data / f"{name}.parquet")
-        n_train = n_train or table.num_rows
+    n_train = _subset_split(split_dir, {"train": train_rows, "val": val_rows}, data)["train"]
     if epochs_on is None:
         target = float((yaml.safe_load(train_config.read_text()) or {}).get(
             "ast_target_activation", 0.4))
@@ -402,8 +473,6 @@ def bench_ast(split_dir: Path, train_config: Path, model_size: str, train_rows: 
 def bench_decode(checkpoint: Path, split_dir: Path, benchmarks: dict[str, str],
                  max_length: int) -> list[dict]:
     """Both decoders on the same probabilities; thresholds tuned on val for each."""
-    import numpy as np
-
     from genesis_rna.decoding import (
         DECODERS,
         TUNE_THRESHOLDS,
@@ -448,6 +517,181 @@ def bench_decode(checkpoint: Path, split_dir: Path, benchmarks: dict[str, str],
     return rows
 
 
+# -- scale: how memory and time grow with the corpus -------------------------------------------
+
+_BASES = np.frombuffer(b"ACGU", np.uint8)
+_BASE_INDEX = np.zeros(256, np.int64)  # a byte's index in ACGU (T as U); other letters: 0
+_BASE_INDEX[np.frombuffer(b"CcGgUuTt", np.uint8)] = [1, 1, 2, 2, 3, 3, 3, 3]
+
+
+def mutate_sequences(seqs: list[str], rng: np.random.Generator, rate: float = 0.02) -> list[str]:
+    """Point mutations (each base with probability ``rate``, and at least one per non-empty
+    sequence) to another of A, C, G, U, so a copy is not an exact duplicate of its source."""
+    lengths = np.fromiter(map(len, seqs), np.int64, len(seqs))
+    starts = np.cumsum(lengths) - lengths
+    arr = np.frombuffer("".join(seqs).encode("ascii"), np.uint8).copy()
+    hit = rng.random(arr.size) < rate
+    some = lengths > 0
+    hit[starts[some] + (rng.random(int(some.sum())) * lengths[some]).astype(np.int64)] = True
+    arr[hit] = _BASES[(_BASE_INDEX[arr[hit]] + rng.integers(1, 4, int(hit.sum()))) % 4]
+    text = arr.tobytes().decode("ascii")
+    return [text[a:a + n] for a, n in zip(starts.tolist(), lengths.tolist(), strict=True)]
+
+
+def synthetic_corpus(fasta: Path, copies: int, out: Path, seed: int = 0) -> int:
+    """``copies`` x the records of ``fasta`` as a gzip FASTA: the originals, then mutated copies
+    with ids ``m<k>_<id>``. Returns the records written."""
+    titles, seqs = [], []
+    for rec in read_fasta(fasta):
+        titles.append(rec.title)
+        seqs.append(rec.sequence)
+    rng = np.random.default_rng(seed)
+    with gzip.open(out, "wt", encoding="utf-8", compresslevel=1) as fh:
+        for k in range(copies):
+            body = seqs if k == 0 else mutate_sequences(seqs, rng)
+            prefix = f"m{k}_" if k else ""
+            fh.write("".join(f">{prefix}{t}\n{q}\n" for t, q in zip(titles, body, strict=True)))
+    return copies * len(titles)
+
+
+def synthetic_split_table(structures_tsv: Path, copies: int, out: Path, seed: int = 0) -> int:
+    """A split table (schema SPLITS) of ``copies`` x the rows of a structures TSV (id,
+    sequence, structure: the Rfam seed comparative structures), mutated as in
+    ``synthetic_corpus``, each copy keeping its source's structure. Returns the rows."""
+    import csv
+
+    from genesis_rna.seqio import open_input
+    from genesis_rna.structures import element_labels, parse_dot_bracket
+
+    ids, seqs, dbs, pis, pjs, els = [], [], [], [], [], []
+    with open_input(structures_tsv, text=True) as fh:
+        for line, row in enumerate(csv.DictReader(fh, delimiter="\t"), start=2):
+            pairs = parse_dot_bracket(row["structure"], source=str(structures_tsv), line=line)
+            ids.append(row["id"])
+            seqs.append(row["sequence"])
+            dbs.append(row["structure"])
+            pis.append([i for i, _ in pairs])
+            pjs.append([j for _, j in pairs])
+            els.append(element_labels(pairs, len(row["sequence"])))
+    rng = np.random.default_rng(seed)
+    lengths = [len(q) for q in seqs]
+    with ParquetStreamWriter(out, SPLITS) as writer:  # row groups as split_dataset writes them
+        for k in range(copies):
+            body = seqs if k == 0 else mutate_sequences(seqs, rng)
+            names = ids if k == 0 else [f"m{k}_{i}" for i in ids]
+            writer.write_table(pa.table({
+                "id": names, "description": [""] * len(ids), "sequence": body, "length": lengths,
+                "structure": dbs, "pair_i": pis, "pair_j": pjs, "elements": els,
+                "energy": [None] * len(ids), "label_source": ["Rfam SS_cons"] * len(ids),
+                "cluster": names, "split": ["train"] * len(ids)}, schema=SPLITS))
+    return copies * len(ids)
+
+
+def bench_scale_parse(fasta: Path, sizes: list[int], work: Path) -> list[dict]:
+    rows = []
+    for size in sizes:
+        src = fasta if size == 1 else work / f"corpus_{size}x.fasta.gz"
+        if size != 1:
+            synthetic_corpus(fasta, size, src)
+        d = work / f"parse_{size}x"
+        d.mkdir()
+        m = _measure("parse", str(src), str(d))
+        stats = json.loads((d / "s.json").read_text())
+        rows.append({"bench": "scale-parse", "input": f"{size}x", **m,
+                     "records_per_s": m["records"] / m["seconds"], "kept": stats["kept"],
+                     "duplicates_merged": stats["duplicates_merged"],
+                     "input_mb": src.stat().st_size / 1e6})
+        shutil.rmtree(d)
+        if src != fasta:
+            src.unlink()
+    for r in rows:
+        r["peak_rss_vs_1x"] = r["peak_rss_mb"] / rows[0]["peak_rss_mb"]
+    return rows
+
+
+def bench_scale_mmseqs(annotations: Path, benchmarks: list[str], limits: list[str | None],
+                       threads: int) -> list[dict]:
+    rows = []
+    for step in ("easy-linclust", "easy-search"):
+        for limit in limits:
+            m = _measure("mmseqs", json.dumps({"step": step, "limit": limit, "threads": threads,
+                                               "annotations": str(annotations),
+                                               "benchmarks": benchmarks}))
+            m.pop("peak_rss_mb")  # the Python parent's, not MMseqs2's
+            rows.append({"bench": "scale-mmseqs", **m, "records_per_s": m["records"] / m["seconds"]})
+    return rows
+
+
+def bench_scale_pack(structures: Path, sizes: list[int], loader_sequences: int,
+                     work: Path) -> tuple[list[dict], Path]:
+    """pack_split per size; then the synthetic split for the loader, packed directly."""
+    from genesis_rna.loader_memory import synthetic_split
+
+    rows = []
+    for size in sizes:
+        table = work / f"split_{size}x.parquet"
+        synthetic_split_table(structures, size, table)
+        m = _measure("pack", str(table), str(work / f"packed_{size}x"))
+        rows.append({"bench": "scale-pack", "input": f"{size}x", **m,
+                     "records_per_s": m["records"] / m["seconds"],
+                     "table_mb": table.stat().st_size / 1e6})
+        table.unlink()
+        shutil.rmtree(work / f"packed_{size}x")
+    syn = work / "synthetic_packed"
+    t0 = time.perf_counter()
+    meta = synthetic_split(syn, loader_sequences)
+    seconds = time.perf_counter() - t0
+    rows.append({"bench": "scale-pack", "input": f"synthetic {loader_sequences:,} (numpy, direct)",
+                 "records": meta["n"], "seconds": seconds, "records_per_s": meta["n"] / seconds,
+                 "size_on_disk_mb": _folder_mb(syn)})
+    return rows, syn
+
+
+def bench_scale_loader(split_dir: Path, synthetic: Path, work: Path) -> list[dict]:
+    from genesis_rna.loader_memory import loader_memory_benchmark
+    from genesis_rna.packed import pack_table
+
+    real = work / "real_train_packed"
+    if not real.exists():
+        pack_table(split_dir / "train.parquet", real)
+    rows = []
+    results = loader_memory_benchmark({"real-data train": real, "synthetic": synthetic},
+                                      num_workers=2)
+    for name, r in results.items():
+        procs = [("main", r["main"])] + [(f"worker {k}", w) for k, w in enumerate(r["workers"])]
+        for proc, mem in procs:
+            rows.append({"bench": "scale-loader", "mode": f"{name}, {proc}",
+                         "records": r["sequences"], "seconds": r["order_s"] + r["iterate_s"],
+                         "records_per_s": r["sequences"] / (r["order_s"] + r["iterate_s"]),
+                         "batches": r["batches"], "peak_rss_mb": mem["peak_rss_mib"],
+                         "uss_mb": mem["uss_mib"], "pss_mb": mem["pss_mib"]})
+    return rows
+
+
+def bench_scale_train(split_dir: Path, train_config: Path, model_size: str, train_rows: int,
+                      val_rows: int, work: Path, log_dir: Path) -> list[dict]:
+    """Peak RSS of the trainer process for one epoch, on the allocator the workflow uses."""
+    from genesis_rna.allocator import tcmalloc_library
+
+    data = work / "train_rss_data"
+    n = _subset_split(split_dir, {"train": train_rows, "val": val_rows}, data)
+    env = dict(os.environ)
+    tcmalloc = tcmalloc_library()
+    if tcmalloc:
+        env["LD_PRELOAD"] = tcmalloc
+    log_dir.mkdir(parents=True, exist_ok=True)
+    out = work / "train_rss"
+    t0 = time.perf_counter()
+    rss = _run_trainer(["--config", str(train_config), "--data_path", str(data), "--model_size",
+                        model_size, "--no-progress", "--no-resume", "--num_epochs", "1",
+                        "--output_dir", str(out)], log_dir / "scale_train.log", env)
+    seconds = time.perf_counter() - t0
+    return [{"bench": "scale-train", "mode": f"{model_size}, 1 epoch, {n['train']} train / "
+             f"{n['val']} val rows, {'tcmalloc' if tcmalloc else 'glibc malloc'}",
+             "records": n["train"], "seconds": seconds, "records_per_s": n["train"] / seconds,
+             "peak_rss_mb": rss}]
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["_child"]:
@@ -455,7 +699,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     ap = argparse.ArgumentParser(prog="python -m genesis_rna.bench", description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", nargs="+", choices=["parse", "annotate", "train", "ast", "decode"])
+    ap.add_argument("what", nargs="+",
+                    choices=["parse", "annotate", "train", "ast", "decode", "scale", *SCALE_SECTIONS])
     ap.add_argument("--split_dir", type=Path, default=Path("results/realdata/split"))
     ap.add_argument("--model_size", default="small")
     ap.add_argument("--train_steps", type=int, default=4, help="train: steps per round")
@@ -482,12 +727,40 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--benchmark", action="append", default=[], metavar="NAME=PATH",
                     help="curated set for decode (repeat)")
     ap.add_argument("--decode_max_length", type=int, default=512)
+    ap.add_argument("--scale_sizes", default="1,10,50",
+                    help="corpus sizes, in copies of --fasta (scale_parse, scale_pack)")
+    ap.add_argument("--structures", type=Path, default=DEFAULT_STRUCTURES,
+                    help="id/sequence/structure TSV the scale_pack tables are made from")
+    ap.add_argument("--annotations", type=Path,
+                    default=Path("results/realdata/annotate/annotations.parquet"),
+                    help="the real-data corpus MMseqs2 runs on (scale_mmseqs)")
+    ap.add_argument("--decontaminate", type=Path, action="append",
+                    help="benchmark file for the scale_mmseqs search (repeat; default: "
+                         "ArchiveII and bpRNA VL0 from ../shared/data)")
+    ap.add_argument("--mmseqs_limits", default="none,2G,9G,10G",
+                    help="split.memory_limit values to compare ('none': no limit)")
+    ap.add_argument("--mmseqs_threads", type=int, default=2)
+    ap.add_argument("--loader_sequences", type=int, default=10_000_000,
+                    help="sequences of the synthetic packed split (scale_pack, scale_loader)")
+    ap.add_argument("--scale_train_rows", type=int, default=4000)
+    ap.add_argument("--scale_val_rows", type=int, default=500)
     args = ap.parse_args(argv)
+    if "scale" in args.what:
+        args.what = [w for w in args.what if w != "scale"] + [
+            s for s in SCALE_SECTIONS if s not in args.what]
+    sizes = [int(x) for x in args.scale_sizes.split(",")]
+    benchmarks = [str(p) for p in (args.decontaminate or DEFAULT_BENCHMARKS)]
+    if "scale_mmseqs" in args.what and not args.annotations.exists():
+        ap.error(f"--annotations {args.annotations} not found (run the workflow with --configfile "
+                 "config/realdata.yaml up to the split, or point it at an annotations table)")
+    if {"scale_pack", "scale_loader"} & set(args.what) and not args.structures.exists():
+        ap.error(f"--structures {args.structures} not found")
     if "decode" in args.what and (args.checkpoint is None or not args.checkpoint.is_file()):
         ap.error("decode needs --checkpoint pointing at a trained model.pt")
-    if ("parse" in args.what or "annotate" in args.what) and not args.fasta.exists():
+    if {"parse", "annotate", "scale_parse"} & set(args.what) and not args.fasta.exists():
         ap.error(f"--fasta {args.fasta} not found (default is ../shared/data/rfam14.9_seed.fasta.gz)")
-    if {"train", "ast", "decode"} & set(args.what) and not (args.split_dir / "train.parquet").exists():
+    if ({"train", "ast", "decode", "scale_loader", "scale_train"} & set(args.what)
+            and not (args.split_dir / "train.parquet").exists()):
         ap.error(f"--split_dir {args.split_dir} has no train.parquet (run the workflow first, e.g. "
                  "with --configfile config/realdata.yaml)")
     rows: list[dict] = []
@@ -511,10 +784,27 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_decode(args.checkpoint, args.split_dir,
                                  dict(b.split("=", 1) for b in args.benchmark),
                                  args.decode_max_length)
+        if "scale_parse" in args.what:
+            rows += bench_scale_parse(args.fasta, sizes, Path(tmp))
+        if "scale_mmseqs" in args.what:
+            limits = [None if x == "none" else x for x in args.mmseqs_limits.split(",")]
+            rows += bench_scale_mmseqs(args.annotations, benchmarks, limits, args.mmseqs_threads)
+        synthetic = None
+        if {"scale_pack", "scale_loader"} & set(args.what):
+            pack_sizes = sizes if "scale_pack" in args.what else []
+            pack_rows, synthetic = bench_scale_pack(args.structures, pack_sizes,
+                                                    args.loader_sequences, Path(tmp))
+            rows += pack_rows
+        if "scale_loader" in args.what:
+            rows += bench_scale_loader(args.split_dir, synthetic, Path(tmp))
+        if "scale_train" in args.what:
+            rows += bench_scale_train(args.split_dir, args.train_config, args.model_size,
+                                      args.scale_train_rows, args.scale_val_rows, Path(tmp),
+                                      args.json.parent / "scale_logs")
     for r in rows:
         extra = {k: v for k, v in r.items()
                  if k not in ("bench", "records", "seconds", "records_per_s", "curve")}
-        print(f"{r['bench']:9s} {r['records']:>9d} rec {r['seconds']:8.2f} s "
+        print(f"{r['bench']:12s} {r['records']:>9d} rec {r['seconds']:8.2f} s "
               f"{r['records_per_s']:10.1f} rec/s  " + "  ".join(
                   f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in extra.items()))
     write_json(args.json, {"machine": {"cpus": os.cpu_count(), "platform": platform.platform(),

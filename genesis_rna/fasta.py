@@ -5,35 +5,42 @@ Records come from ``seqio.read_fasta`` (plain or gzip, strictly decoded, each wi
 header line, which every rejection carries) and are normalized by
 ``sequences.normalize_sequence`` under ``FASTA_RECORDS`` with the configured ``iupac``.
 
-Memory: sequences stream out in row groups. What grows with the corpus is two dictionaries
-needed to find duplicates: id -> header line, and sha1 digest (20 bytes) of each kept
-sequence -> its id (the same string object, not a copy). That is roughly 200-250 bytes per
-kept record (about 7 GB for 30 M records); the per-length histogram behind the median is
-bounded by the longest sequence.
+Two passes. Pass 1 screens each record on its own (id, characters, N fraction, length) and
+writes one row per record, in input order, to a hidden pending Parquet table in a scratch
+folder beside the outputs; every record with an id goes to ``dedup.DuplicateFinder``. Once
+all are read, the finder resolves duplicate ids and exact-duplicate sequences on disk. Pass 2
+reads the pending table one row group at a time, fills in the duplicates (first occurrence
+wins; a repeated id is rejected whatever its sequence; a kept row counts the exact copies
+merged into it) and writes the final tables, rejections in input order.
 
-Duplicate counts: how many exact copies a kept record absorbed is known only at the end, so
-kept rows first go to a hidden temporary Parquet file with ``duplicates = 0``, while a small
-dict counts copies only for hashes seen more than once. If any were seen, a second pass reads
-the temporary file one row group at a time and writes the final table with the counts filled
-in; otherwise the temporary file is renamed into place. Both passes are memory-flat.
+Memory: one row group of rows, the finder's spill buffer and one of its partitions (see
+``dedup``): only the partition grows with the corpus, ~0.5 MB per million records (n / 256
+entries of ~110 B with their id strings). The per-length histogram behind the median is
+bounded by the longest sequence. Disk: the pending table plus ~150 B per record, removed at
+the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import re
+import shutil
 import sys
+import tempfile
 from collections import Counter
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
-from genesis_rna.atomic import atomic_path, write_json
+from genesis_rna.allocator import arrow_returns_memory, trim_heap
+from genesis_rna.atomic import write_json
+from genesis_rna.dedup import BlockDuplicates, DuplicateFinder
 from genesis_rna.errors import ConfigError, GenesisError, InputFileError
 from genesis_rna.seqio import read_fasta
 from genesis_rna.sequences import FASTA_RECORDS, InvalidSequence, normalize_sequence
@@ -90,6 +97,19 @@ def _check_params(min_length: int, max_length: int | None, max_ambiguous_fractio
         raise ConfigError("row_group_size", f"must be >= 1, got {row_group_size}")
 
 
+# Rows per pending row group (pass 2's unit). Small on purpose: pass 1 holds that many rows as
+# Python dicts (~1 KB each), and the heap keeps its high-water mark for the rest of the run.
+# The final tables still get ``row_group_size`` row groups (ParquetStreamWriter gathers blocks).
+PENDING_ROWS = 8192
+_PENDING = pa.schema([
+    ("id", pa.string()), ("line", pa.int64()),
+    ("reason", pa.string()), ("category", pa.string()),  # null: a candidate for keeping
+    ("description", pa.string()), ("taxid", pa.int64()), ("sequence", pa.string()),
+    ("length", pa.int32()), ("n_ambiguous", pa.int32()), ("seq_hash", pa.string()),
+    ("converted", pa.int32()),
+])
+
+
 def parse_fasta(
     fasta: str | Path,
     sequences_out: str | Path,
@@ -106,8 +126,8 @@ def parse_fasta(
     """Normalize, filter and deduplicate the records of ``fasta``; return the stats written.
 
     Kept records go to ``sequences_out`` (schema SEQUENCES), the others to ``rejected_out``
-    (REJECTED: id, header line, reason). Rejection order per record: missing/duplicate id,
-    characters (gap, illegal, IUPAC under 'reject'), N fraction above
+    (REJECTED: id, header line, reason), in input order. Rejection order per record:
+    missing/duplicate id, characters (gap, illegal, IUPAC under 'reject'), N fraction above
     ``max_ambiguous_fraction``, length outside [min_length, max_length], exact duplicate of an
     earlier kept sequence (merged into it: its ``duplicates`` count goes up).
     All outputs are written atomically; on any error none is left behind.
@@ -117,100 +137,82 @@ def parse_fasta(
     n_ambiguous_total (N bases) and iupac_converted_to_n (codes R..V rewritten as N).
     """
     _check_params(min_length, max_length, max_ambiguous_fraction, iupac, row_group_size)
-    fasta, sequences_out = Path(fasta), Path(sequences_out)
+    fasta, sequences_out, rejected_out = Path(fasta), Path(sequences_out), Path(rejected_out)
     if not fasta.is_file():
         raise InputFileError(fasta, "FASTA file not found")
     policy = replace(FASTA_RECORDS, ambiguity=iupac)
-    pass1 = sequences_out.with_name(f".{sequences_out.name}.pass1.parquet")
+    # Arrow on jemalloc that purges at once (and glibc's heap trimmed after each block of the
+    # second pass): with Arrow's default mimalloc the peak RSS crept up with the corpus.
+    with arrow_returns_memory():
+        return _parse_fasta(fasta, Path(sequences_out), Path(rejected_out), stats_out, policy,
+                            min_length=min_length, max_length=max_length,
+                            max_ambiguous_fraction=max_ambiguous_fraction, iupac=iupac,
+                            row_group_size=row_group_size, progress=progress)
 
-    ids: dict[str, int] = {}
-    first_of_hash: dict[bytes, str] = {}
-    dup_counts: dict[bytes, int] = {}
-    by_reason: Counter[str] = Counter()
-    lengths: Counter[int] = Counter()
-    read = kept = converted_total = total_nt = n_total = 0
 
-    # The three outputs are renamed into place one by one; if a later one fails (disk full),
-    # the earlier ones are removed too, so no partial output set looks complete.
+def _parse_fasta(fasta: Path, sequences_out: Path, rejected_out: Path, stats_out, policy, *,
+                 min_length: int, max_length: int | None, max_ambiguous_fraction: float,
+                 iupac: str, row_group_size: int, progress: bool) -> dict:
+    sequences_out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{sequences_out.name}.", suffix=".parse",
+                                 dir=sequences_out.parent))
+    pending = work / "pending.parquet"
+    read = 0
     placed: list[Path] = []
     try:
-        try:
-            with ParquetStreamWriter(rejected_out, REJECTED, row_group_size) as rejected:
-                with ParquetStreamWriter(pass1, SEQUENCES, row_group_size) as out:
-                    bar = tqdm(desc=f"parse {fasta.name}", unit="seq", disable=not progress,
-                               mininterval=2)
-
-                    def reject(category: str, reason: str) -> None:
-                        by_reason[category] += 1
-                        rejected.write({"id": rec_id, "line": line, "reason": reason})
-
-                    for record in read_fasta(fasta):
-                        title, raw, line = record.title, record.sequence, record.line
-                        read += 1
-                        bar.update(1)
-                        rec_id, description, taxid = parse_header(title)
-                        if not rec_id:
-                            reject("missing id", "empty header line (no id)")
-                            continue
-                        first_line = ids.setdefault(rec_id, line)
-                        if first_line != line:
-                            reject("duplicate id", f"duplicate id, first seen at line {first_line}")
-                            continue
-                        try:
-                            normalized = normalize_sequence(raw, policy)
-                        except InvalidSequence as exc:
-                            reject(exc.category, exc.reason)
-                            continue
-                        seq, converted = normalized.sequence, normalized.ambiguity_to_n
-                        n_amb = seq.count("N")
-                        if n_amb / len(seq) > max_ambiguous_fraction:
-                            reject("ambiguous fraction", f"ambiguous (N) fraction {n_amb / len(seq):.3f} "
-                                   f"> max_ambiguous_fraction {max_ambiguous_fraction}")
-                            continue
-                        if len(seq) < min_length:
-                            reject("too short", f"length {len(seq)} < min_length {min_length}")
-                            continue
-                        if max_length is not None and len(seq) > max_length:
-                            reject("too long", f"length {len(seq)} > max_length {max_length}")
-                            continue
-                        digest = hashlib.sha1(seq.encode("ascii")).digest()
-                        if digest in first_of_hash:
-                            dup_counts[digest] = dup_counts.get(digest, 0) + 1
-                            reject("exact duplicate", f"exact duplicate of {first_of_hash[digest]}")
-                            continue
-                        first_of_hash[digest] = rec_id
-                        kept += 1
-                        converted_total += converted
-                        total_nt += len(seq)
-                        n_total += n_amb
-                        lengths[len(seq)] += 1
-                        out.write({
-                            "id": rec_id, "description": description, "taxid": taxid,
-                            "sequence": seq, "length": len(seq), "n_ambiguous": n_amb,
-                            "seq_hash": digest.hex(), "duplicates": 0,
-                        })
-                    bar.close()
-                n_rejected = sum(by_reason.values())
-                assert read == kept + n_rejected, (read, kept, n_rejected)
-                _finalize_sequences(pass1, sequences_out, dup_counts, row_group_size)
-                placed.append(sequences_out)
-            placed.append(Path(rejected_out))
-        finally:
-            pass1.unlink(missing_ok=True)
-
+        block = min(row_group_size, PENDING_ROWS)
+        finder = DuplicateFinder(work / "dedup", block_rows=block)
+        # Pass 1: every record becomes one pending row, in input order: its rejection if a
+        # filter of its own rejects it, else its normalized sequence. Whether its id or
+        # sequence was seen before is known only once all records are read.
+        with ParquetStreamWriter(pending, _PENDING, block) as out:
+            bar = tqdm(desc=f"parse {fasta.name}", unit="seq", disable=not progress,
+                       mininterval=2)
+            for record in read_fasta(fasta):
+                rec_id, description, taxid = parse_header(record.title)
+                row = {"id": rec_id, "line": record.line}
+                if rec_id:
+                    row |= _screen(record.sequence, policy, min_length, max_length,
+                                   max_ambiguous_fraction)
+                    row.update(description=description, taxid=taxid)
+                    finder.add(read, rec_id, record.line, row.get("sequence"))
+                else:
+                    row.update(category="missing id", reason="empty header line (no id)")
+                out.write(row)
+                read += 1
+                bar.update(1)
+            bar.close()
+        finder.resolve()
+        # Pass 2: the pending rows one row group at a time, with the duplicates filled in.
+        tally = _Tally()
+        with ParquetStreamWriter(rejected_out, REJECTED, row_group_size) as rejected:
+            with ParquetStreamWriter(sequences_out, SEQUENCES, row_group_size) as kept:
+                source = pq.ParquetFile(pending)
+                start = 0
+                for group in range(source.num_row_groups):
+                    table = source.read_row_group(group)
+                    dups = finder.block(start, start + table.num_rows)
+                    _write_group(table, dups, kept, rejected, tally)
+                    trim_heap()
+                    start += table.num_rows
+                assert start == read, (start, read)
+            placed.append(sequences_out)
+        placed.append(rejected_out)
+        n_rejected = sum(tally.by_reason.values())
+        assert read == tally.kept + n_rejected, (read, tally.kept, n_rejected)
         stats = {
             "input": str(fasta),
             "records_read": read,
-            "kept": kept,
+            "kept": tally.kept,
             "rejected": n_rejected,
-            "rejected_by_reason": dict(sorted(by_reason.items())),
-            "duplicates_merged": by_reason.get("exact duplicate", 0),
-            "total_nt": total_nt,
-            "length_min": min(lengths) if lengths else None,
-            "length_median": _median(lengths),
-            "length_max": max(lengths) if lengths else None,
-            "n_ambiguous_total": n_total,
-            "iupac_converted_to_n": converted_total,
+            "rejected_by_reason": dict(sorted(tally.by_reason.items())),
+            "duplicates_merged": tally.by_reason.get("exact duplicate", 0),
+            "total_nt": tally.total_nt,
+            "length_min": min(tally.lengths) if tally.lengths else None,
+            "length_median": _median(tally.lengths),
+            "length_max": max(tally.lengths) if tally.lengths else None,
+            "n_ambiguous_total": tally.n_ambiguous,
+            "iupac_converted_to_n": tally.converted,
             "params": {
                 "min_length": min_length,
                 "max_length": max_length,
@@ -220,26 +222,83 @@ def parse_fasta(
         }
         write_json(stats_out, stats)
     except BaseException:
+        # The outputs are renamed into place one by one; if a later one fails (disk full),
+        # the earlier ones are removed too, so no partial output set looks complete.
         for path in placed:
             path.unlink(missing_ok=True)
         raise
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
     return stats
 
 
-def _finalize_sequences(pass1: Path, final: Path, dup_counts: dict[bytes, int],
-                        row_group_size: int) -> None:
-    """Move the first-pass table into place, filling ``duplicates`` where copies were merged."""
-    if not dup_counts:
-        os.replace(pass1, final)
+def _screen(raw: str, policy, min_length: int, max_length: int | None,
+            max_ambiguous_fraction: float) -> dict:
+    """A record's own filters: its rejection (category, reason) or its sequence columns."""
+    try:
+        normalized = normalize_sequence(raw, policy)
+    except InvalidSequence as exc:
+        return {"category": exc.category, "reason": exc.reason}
+    seq = normalized.sequence
+    n_amb = seq.count("N")
+    if n_amb / len(seq) > max_ambiguous_fraction:
+        return {"category": "ambiguous fraction",
+                "reason": f"ambiguous (N) fraction {n_amb / len(seq):.3f} "
+                          f"> max_ambiguous_fraction {max_ambiguous_fraction}"}
+    if len(seq) < min_length:
+        return {"category": "too short", "reason": f"length {len(seq)} < min_length {min_length}"}
+    if max_length is not None and len(seq) > max_length:
+        return {"category": "too long", "reason": f"length {len(seq)} > max_length {max_length}"}
+    return {"sequence": seq, "length": len(seq), "n_ambiguous": n_amb,
+            "seq_hash": hashlib.sha1(seq.encode("ascii")).hexdigest(),
+            "converted": normalized.ambiguity_to_n}
+
+
+@dataclass
+class _Tally:
+    kept: int = 0
+    total_nt: int = 0
+    n_ambiguous: int = 0
+    converted: int = 0
+    by_reason: Counter[str] = field(default_factory=Counter)
+    lengths: Counter[int] = field(default_factory=Counter)
+
+
+def _write_group(table: pa.Table, dups: BlockDuplicates, kept: ParquetStreamWriter,
+                 rejected: ParquetStreamWriter, tally: _Tally) -> None:
+    """Write one row group of pending rows: rejections (own or duplicate) and kept rows."""
+    reasons = table.column("reason").to_pylist()
+    categories = table.column("category").to_pylist()
+    for k, first_line in dups.dup_id.items():  # checked first, as for a single pass
+        reasons[k] = f"duplicate id, first seen at line {first_line}"
+        categories[k] = "duplicate id"
+    for k, first in dups.dup_of.items():
+        assert reasons[k] is None, (dups.start + k, reasons[k])
+        reasons[k] = f"exact duplicate of {first}"
+        categories[k] = "exact duplicate"
+    tally.by_reason.update(c for c in categories if c is not None)
+    is_rejected = np.array([r is not None for r in reasons], dtype=bool)
+    mask = pa.array(is_rejected)
+    if is_rejected.any():
+        rejected.write_table(pa.table({
+            "id": table.column("id").filter(mask), "line": table.column("line").filter(mask),
+            "reason": pa.array(reasons, pa.string()).filter(mask)}, schema=REJECTED))
+    keep = ~is_rejected
+    if not keep.any():
         return
-    counts = {digest.hex(): n for digest, n in dup_counts.items()}
-    dup_index = SEQUENCES.get_field_index("duplicates")
-    with atomic_path(final) as tmp, pq.ParquetWriter(tmp, SEQUENCES, compression="zstd") as writer:
-        for batch in pq.ParquetFile(pass1).iter_batches(batch_size=row_group_size):
-            hashes = batch.column("seq_hash").to_pylist()
-            dups = pa.array([counts.get(h, 0) for h in hashes], pa.int32())
-            table = pa.Table.from_batches([batch]).set_column(dup_index, "duplicates", dups)
-            writer.write_table(table.cast(SEQUENCES))
+    rows = table.filter(pa.array(keep))
+    copies = np.zeros(table.num_rows, np.int32)
+    for k, n in dups.copies.items():
+        copies[k] = n
+    columns = {name: rows.column(name) for name in SEQUENCES.names if name != "duplicates"}
+    kept.write_table(pa.table({**columns, "duplicates": copies[keep]}, schema=SEQUENCES))
+    lengths = rows.column("length").to_numpy()
+    values, counts = np.unique(lengths, return_counts=True)
+    tally.lengths.update(dict(zip(values.tolist(), counts.tolist(), strict=True)))
+    tally.kept += rows.num_rows
+    tally.total_nt += int(lengths.sum())
+    tally.n_ambiguous += int(pc.sum(rows.column("n_ambiguous")).as_py() or 0)
+    tally.converted += int(pc.sum(rows.column("converted")).as_py() or 0)
 
 
 def main(argv: list[str] | None = None) -> int:

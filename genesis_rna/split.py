@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import re
 import shutil
 import subprocess
 import sys
@@ -51,12 +52,46 @@ class ToolError(GenesisError, RuntimeError):
     """An external tool failed; the message carries its stderr tail."""
 
 
-def _run(cmd: list[str]) -> None:
+MEMORY_LIMIT = re.compile(r"^([1-9][0-9]*)([BKMGT])$")
+_UNIT_BYTES = {"B": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
+# Measured (README, "Scaling"): the nucleotide decontamination search holds a k-mer index of
+# ~8 GiB whatever the corpus size, so it needs at least this limit; clustering needs far less.
+SEARCH_MIN_MEMORY = "9G"
+# What MMseqs2 prints when its --split-memory-limit is too small (prefilter; k-mer matcher)
+_OUT_OF_MEMORY = ("Cannot fit databases", "Not enough memory")
+
+
+def memory_limit_bytes(limit: str | None) -> int | None:
+    """Bytes of an MMseqs2 ``--split-memory-limit`` value such as ``9G`` (None: no limit)."""
+    if limit is None:
+        return None
+    m = MEMORY_LIMIT.match(str(limit))
+    if not m:
+        raise ConfigError("split.memory_limit", f"{limit!r} is not a size like 500M, 16G or 1T "
+                          "(a whole number and one of the units B, K, M, G, T)")
+    return int(m.group(1)) * _UNIT_BYTES[m.group(2)]
+
+
+def _memory_args(limit: str | None) -> list[str]:
+    return [] if limit is None else ["--split-memory-limit", str(limit)]
+
+
+def _run(cmd: list[str], memory_limit: str | None = None) -> None:
     """Run a tool; its command line and output go to stderr (the rule's log)."""
     proc = subprocess.run(cmd, capture_output=True, text=True)
     print("$ " + " ".join(cmd) + "\n" + proc.stdout + proc.stderr, file=sys.stderr)
     if proc.returncode != 0:
-        tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
+        output = proc.stdout + proc.stderr
+        if memory_limit is not None and any(m in output for m in _OUT_OF_MEMORY):
+            step = cmd[1]
+            need = (f"at least {SEARCH_MIN_MEMORY}: its nucleotide k-mer index takes ~8 GiB "
+                    "whatever the corpus size" if step == "easy-search" else
+                    "for example to twice the current value")
+            raise ConfigError(
+                "split.memory_limit",
+                f"MMseqs2 {step} cannot fit its databases into {memory_limit}; raise the limit "
+                f"({need}) or set it to null to let MMseqs2 use the machine's memory")
+        tail = "\n".join(output.strip().splitlines()[-15:])
         raise ToolError(f"{cmd[0]} {cmd[1]} failed (exit {proc.returncode}):\n{tail}")
 
 
@@ -76,16 +111,18 @@ def _write_fasta(records: Iterable[tuple[str, str]], path: Path) -> int:
 
 def mmseqs_clusters(
     annotations: Path, workdir: Path, *, mode: str, min_seq_id: float, coverage: float,
-    threads: int,
+    threads: int, memory_limit: str | None = None,
 ) -> dict[str, str]:
-    """Member id -> cluster representative id, from MMseqs2."""
+    """Member id -> cluster representative id, from MMseqs2 (``memory_limit``: its
+    ``--split-memory-limit``, e.g. ``16G``; None lets it use all memory)."""
     fasta = workdir / "corpus.fasta"
     _write_fasta(((r["id"], r["sequence"]) for r in _iter_rows(annotations, ["id", "sequence"])), fasta)
     prefix = workdir / "clu"
     _run(
         ["mmseqs", f"easy-{mode}", str(fasta), str(prefix), str(workdir / "tmp"),
          "--min-seq-id", str(min_seq_id), "-c", str(coverage), "--cov-mode", "0",
-         "--threads", str(threads), "-v", "1"],
+         "--threads", str(threads), *_memory_args(memory_limit), "-v", "1"],
+        memory_limit,
     )
     members: dict[str, str] = {}
     with open(f"{prefix}_cluster.tsv", encoding="utf-8") as fh:
@@ -97,7 +134,7 @@ def mmseqs_clusters(
 
 def benchmark_hits(
     annotations: Path, benchmarks: list[str], workdir: Path, *, search_args: list[str],
-    threads: int,
+    threads: int, memory_limit: str | None = None,
 ) -> dict[str, tuple[float, str]]:
     """Corpus id -> (E-value, 'benchmark id (identity, E-value)') of its best benchmark hit."""
     if not benchmarks:
@@ -122,7 +159,9 @@ def benchmark_hits(
     hits_tsv = workdir / "bench_hits.m8"
     _run(
         ["mmseqs", "easy-search", str(query), str(bench_fa), str(hits_tsv), str(workdir / "tmp_s"),
-         "--search-type", "3", *search_args, "--threads", str(threads), "-v", "1"],
+         "--search-type", "3", *search_args, "--threads", str(threads),
+         *_memory_args(memory_limit), "-v", "1"],
+        memory_limit,
     )
     hits: dict[str, tuple[float, str]] = {}
     with open(hits_tsv, encoding="utf-8") as fh:
@@ -133,6 +172,16 @@ def benchmark_hits(
             if q not in hits or evalue < hits[q][0]:
                 hits[q] = (evalue, f"{t} (identity {ident:.2f}, E-value {evalue:.2g})")
     return hits
+
+
+def decontamination_search_args(level: str, min_seq_id: float, coverage: float,
+                                evalue: float) -> list[str]:
+    """``mmseqs easy-search`` options of the benchmark search at ``level``."""
+    if level == "family":
+        # Family level: any detectable homology counts (remote members of a family share its
+        # fold even at low identity), so no identity or coverage floor, only an E-value.
+        return ["-s", "7.5", "-e", str(evalue)]
+    return ["--min-seq-id", str(min_seq_id), "-c", str(coverage), "--cov-mode", "0"]
 
 
 def read_family_table(path: str | Path, ids: set[str]) -> dict[str, list[tuple[str, str]]]:
@@ -263,10 +312,15 @@ def split_dataset(
     seed: int = 42, decontaminate: list[str] | None = None,
     decontaminate_min_seq_id: float = 0.8, decontaminate_coverage: float = 0.5,
     decontaminate_level: str = "sequence", decontaminate_evalue: float = 1e-3,
-    family_table: str | Path | None = None, threads: int = 1,
+    family_table: str | Path | None = None, threads: int = 1, memory_limit: str | None = None,
 ) -> dict:
-    """Write train/val/test/removed parquet tables under ``out_dir`` and a JSON report."""
+    """Write train/val/test/removed parquet tables under ``out_dir`` and a JSON report.
+
+    ``memory_limit`` bounds MMseqs2 (clustering and the decontamination search) through its
+    ``--split-memory-limit``; a limit too small for a step is a ConfigError naming the key.
+    """
     annotations, out_dir = Path(annotations), Path(out_dir)
+    memory_limit_bytes(memory_limit)
     for key, value in (("split.val_fraction", val_fraction), ("split.test_fraction", test_fraction)):
         if not 0 <= value < 1:
             raise ConfigError(key, f"{value} is not in [0, 1)")
@@ -289,13 +343,8 @@ def split_dataset(
     decontaminate = list(decontaminate or [])
     if (method == "mmseqs" or decontaminate) and shutil.which("mmseqs") is None:
         raise ToolError(MMSEQS_MISSING)
-    if decontaminate_level == "family":
-        # Family level: any detectable homology counts (remote members of a family share its
-        # fold even at low identity), so no identity or coverage floor, only an E-value.
-        search_args = ["-s", "7.5", "-e", str(decontaminate_evalue)]
-    else:
-        search_args = ["--min-seq-id", str(decontaminate_min_seq_id),
-                       "-c", str(decontaminate_coverage), "--cov-mode", "0"]
+    search_args = decontamination_search_args(decontaminate_level, decontaminate_min_seq_id,
+                                              decontaminate_coverage, decontaminate_evalue)
 
     ids = [r["id"] for r in _iter_rows(annotations, ["id"])]
     families = read_family_table(family_table, set(ids)) if family_table else {}
@@ -304,11 +353,13 @@ def split_dataset(
         work = Path(tmp)
         if method == "mmseqs":
             member_of = mmseqs_clusters(annotations, work, mode=mode, min_seq_id=min_seq_id,
-                                        coverage=coverage, threads=threads)
+                                        coverage=coverage, threads=threads,
+                                        memory_limit=memory_limit)
         else:
             # family: a sequence absent from the table is its own group (kept, and counted).
             member_of = {rid: group_of.get(rid, rid) if method == "family" else rid for rid in ids}
-        hits = benchmark_hits(annotations, decontaminate, work, search_args=search_args, threads=threads)
+        hits = benchmark_hits(annotations, decontaminate, work, search_args=search_args,
+                              threads=threads, memory_limit=memory_limit)
 
     missing = [rid for rid in ids if rid not in member_of]
     if missing:
@@ -369,7 +420,8 @@ def split_dataset(
     report = {
         "method": method if method != "random" else "random (NOT homology-aware)",
         "homology_aware": method != "random",
-        "mmseqs": {"mode": f"easy-{mode}", "min_seq_id": min_seq_id, "coverage": coverage} if method == "mmseqs" else None,
+        "mmseqs": {"mode": f"easy-{mode}", "min_seq_id": min_seq_id, "coverage": coverage,
+                   "memory_limit": memory_limit} if method == "mmseqs" else None,
         "families": {
             "table": str(family_table),
             "families": len({f for pairs in families.values() for f, _ in pairs}),
@@ -394,6 +446,7 @@ def split_dataset(
             "min_seq_id": None if family_level else decontaminate_min_seq_id,
             "coverage": None if family_level else decontaminate_coverage,
             "evalue": decontaminate_evalue if family_level else None,
+            "memory_limit": memory_limit,
             "sequences_with_hits": len(hits),
             "clusters_removed": len(contaminated), "groups_removed": len(condemned),
             "families_removed": sorted(

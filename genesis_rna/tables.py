@@ -69,6 +69,8 @@ class ParquetStreamWriter(AtomicWriter):
         self.row_group_size = row_group_size
         self.rows_written = 0
         self._buffer: list[Mapping] = []
+        self._tables: list[pa.Table] = []  # blocks from write_table, not yet a row group
+        self._table_rows = 0
         self._ctx = atomic_path(self.path)
         self._tmp = self._ctx.__enter__()
         self._writer = pq.ParquetWriter(self._tmp, schema, compression="zstd")
@@ -82,11 +84,41 @@ class ParquetStreamWriter(AtomicWriter):
         for row in rows:
             self.write(row)
 
-    def _flush(self) -> None:
+    def write_table(self, table: pa.Table) -> None:
+        """Append a block of rows at once (after any rows written before it). Blocks are
+        gathered into row groups of ``row_group_size`` rows, so small blocks do not make
+        small row groups; the caller bounds each block's size."""
+        if not table.num_rows:
+            return
+        if not table.schema.equals(self.schema):
+            table = table.select(self.schema.names).cast(self.schema)
+        self._rows_to_table()
+        self._tables.append(table)
+        self._table_rows += table.num_rows
+        if self._table_rows >= self.row_group_size:
+            # whole row groups now; the remainder waits for the next blocks
+            whole = pa.concat_tables(self._tables)
+            cut = self._table_rows - self._table_rows % self.row_group_size
+            rest = whole.slice(cut)
+            self._tables, self._table_rows = [whole.slice(0, cut)], cut
+            self._flush()
+            if rest.num_rows:
+                self._tables, self._table_rows = [rest], rest.num_rows
+
+    def _rows_to_table(self) -> None:
         if self._buffer:
-            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema))
-            self.rows_written += len(self._buffer)
+            table = pa.Table.from_pylist(self._buffer, schema=self.schema)
             self._buffer = []
+            self._tables.append(table)
+            self._table_rows += table.num_rows
+
+    def _flush(self) -> None:
+        self._rows_to_table()
+        if self._tables:
+            table = pa.concat_tables(self._tables)
+            self._tables, self._table_rows = [], 0
+            self._writer.write_table(table, row_group_size=self.row_group_size)
+            self.rows_written += table.num_rows
 
     def close(self) -> None:
         try:

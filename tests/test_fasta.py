@@ -106,6 +106,25 @@ def test_duplicate_ids_keep_the_first(tmp_path):
     assert rejected == [{"id": "a", "line": 5, "reason": "duplicate id, first seen at line 1"}]
 
 
+def test_duplicate_id_is_checked_before_the_sequence(tmp_path):
+    """A repeated id is rejected as such whatever its sequence (invalid, or a copy of a kept
+    one, which then counts no copy); a rejected first occurrence still claims its id."""
+    kept, rejected, stats = run(
+        tmp_path,
+        ">short\nAC\n>a\nGGGGCC\n>a\nAC-GU\n>a\nGGGGCC\n>short\nACGUACGU\n>b\nGGGGCC\n>c\nUUUU\n",
+        min_length=3, row_group_size=2,
+    )
+    assert sorted(kept) == ["a", "c"] and kept["a"]["duplicates"] == 1
+    assert rejected == [
+        {"id": "short", "line": 1, "reason": "length 2 < min_length 3"},
+        {"id": "a", "line": 5, "reason": "duplicate id, first seen at line 3"},
+        {"id": "a", "line": 7, "reason": "duplicate id, first seen at line 3"},
+        {"id": "short", "line": 9, "reason": "duplicate id, first seen at line 1"},
+        {"id": "b", "line": 11, "reason": "exact duplicate of a"},
+    ]  # in input order
+    assert stats["rejected_by_reason"] == {"too short": 1, "duplicate id": 3, "exact duplicate": 1}
+
+
 def test_exact_duplicates_are_merged_and_counted(tmp_path):
     kept, rejected, stats = run(
         tmp_path,

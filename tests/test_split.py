@@ -268,3 +268,61 @@ def test_split_fails_when_decontamination_removes_everything(tmp_path):
                        r"removed every sequence"):
         split_dataset(ann, tmp_path / "out", tmp_path / "r.json", decontaminate=[str(bench)])
     assert not (tmp_path / "out").exists()
+
+
+def test_memory_limit_is_passed_to_every_mmseqs_step(tmp_path, capsys):
+    need_mmseqs()
+    rows = family_rows(n_families=10, members=3, seed=5)
+    ann = write_annotations(tmp_path / "ann.parquet", rows)
+    bench = tmp_path / "bench.fa"
+    seq = rows[3]["sequence"]
+    bench.write_text(f">bench1\n{seq}\n{'.' * len(seq)}\n")
+    report = split_dataset(ann, tmp_path / "out", tmp_path / "r.json", decontaminate=[str(bench)],
+                           val_fraction=0.1, test_fraction=0.1, memory_limit="9G")
+    log = capsys.readouterr().err  # the rule's log: every tool command line
+    commands = [line for line in log.splitlines() if line.startswith("$ mmseqs")]
+    assert [c.split()[2] for c in commands] == ["easy-linclust", "easy-search"]
+    assert all(" --split-memory-limit 9G " in c for c in commands), commands
+    assert report["mmseqs"]["memory_limit"] == report["decontamination"]["memory_limit"] == "9G"
+    assert report["decontamination"]["sequences_removed"] == 3  # same result as without a limit
+    split_dataset(ann, tmp_path / "out2", tmp_path / "r2.json", val_fraction=0.1,
+                  test_fraction=0.1)
+    assert "--split-memory-limit" not in capsys.readouterr().err  # null: MMseqs2's own default
+
+
+@pytest.mark.parametrize(("limit", "step", "hint"), [
+    ("1G", "easy-search", "at least 9G"),  # the nucleotide search's k-mer index is ~8 GiB
+    ("100B", "easy-linclust", "raise the limit"),  # the k-mer matcher's buffers do not fit
+])
+def test_too_small_memory_limit_is_a_config_error(tmp_path, limit, step, hint):
+    need_mmseqs()
+    rows = family_rows(n_families=10, members=3, seed=5)
+    ann = write_annotations(tmp_path / "ann.parquet", rows)
+    bench = tmp_path / "bench.fa"
+    bench.write_text(f">bench1\n{rows[0]['sequence']}\n{'.' * len(rows[0]['sequence'])}\n")
+    with pytest.raises(ConfigError, match=rf"'split\.memory_limit'.*MMseqs2 {step} cannot fit "
+                       rf"its databases into {limit}.*{hint}"):
+        split_dataset(ann, tmp_path / "out", tmp_path / "r.json", decontaminate=[str(bench)],
+                      memory_limit=limit)
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("limit", ["16", "16GB", "0G", "1.5G", "g"])
+def test_malformed_memory_limit_names_the_key(tmp_path, limit):
+    ann = write_annotations(tmp_path / "ann.parquet", family_rows(5, 4))
+    with pytest.raises(ConfigError, match=r"'split\.memory_limit'.*not a size like"):
+        split_dataset(ann, tmp_path / "out", tmp_path / "r.json", method="random",
+                      memory_limit=limit)
+
+
+@pytest.mark.slow
+def test_split_job_memory_follows_memory_limit(tmp_path):
+    """The job's mem_mb (what the SLURM profile submits) is split.memory_limit + 4 GB."""
+    from tests.workflow_utils import copy_workflow, snakemake, write_config
+
+    copy_workflow(tmp_path)
+    for limit, mem_mb in (("9G", 9 * 1024 + 4000), (None, 16000)):
+        write_config(tmp_path, {"split": {"memory_limit": limit}})
+        out = snakemake(tmp_path, "-n", "--configfile=test_config.yaml").stdout
+        job = out[out.index("rule split_dataset:"):].split("\n\n")[0]
+        assert f" mem_mb={mem_mb}," in job, job

@@ -57,6 +57,23 @@ def split_outputs():
     ) + [f"{RESULTS}/split/split_report.json"]
 
 
+# MB the split_dataset job asks for beyond split.memory_limit: the Python side (the tables'
+# ids, the id -> cluster map) and what MMseqs2 holds outside its split databases.
+SPLIT_JOB_HEADROOM_MB = 4000
+SPLIT_JOB_MEM_MB_UNLIMITED = 16000
+
+
+def split_job_mem_mb():
+    """Memory of the split_dataset job (SLURM mem_mb): split.memory_limit plus headroom, or
+    16 GB when MMseqs2 is not limited (it then sizes itself to the node it lands on)."""
+    from genesis_rna.split import memory_limit_bytes
+
+    limit = memory_limit_bytes(config["split"]["memory_limit"])
+    if limit is None:
+        return SPLIT_JOB_MEM_MB_UNLIMITED
+    return -(-limit // (1 << 20)) + SPLIT_JOB_HEADROOM_MB
+
+
 def train_overrides(section="train"):
     """Trainer flags for the <section>.* keys that override the trainer config file."""
     flags = []

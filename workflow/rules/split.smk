@@ -21,6 +21,8 @@ rule split_dataset:
     conda:
         "../envs/split.yaml"
     threads: config["split"]["threads"]
+    resources:
+        mem_mb=split_job_mem_mb(),
     params:
         method=config["split"]["method"],
         mode=config["split"]["mmseqs_mode"],
@@ -34,5 +36,6 @@ rule split_dataset:
         decontaminate_level=config["split"]["decontaminate_level"],
         decontaminate_evalue=config["split"]["decontaminate_evalue"],
         family_table=config["split"]["family_table"],
+        memory_limit=config["split"]["memory_limit"],
     script:
         "../scripts/split_dataset.py"

@@ -22,4 +22,5 @@ with rule_log(snakemake.log[0]):
         decontaminate_evalue=snakemake.params.decontaminate_evalue,
         family_table=snakemake.params.family_table,
         threads=snakemake.threads,
+        memory_limit=snakemake.params.memory_limit,
     )
