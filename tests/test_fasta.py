@@ -258,3 +258,18 @@ def test_rfam_seed_first_records(tmp_path):
         "exact duplicate", 0
     )
     assert all(r["line"] >= 1 and r["reason"] for r in rejected)
+
+
+def test_arrow_pool_is_switched_for_the_parse_and_restored(tmp_path, monkeypatch):
+    import pyarrow as pa
+
+    import genesis_rna.fasta as fasta_module
+
+    before = pa.default_memory_pool().backend_name
+    seen = []
+    original = fasta_module._write_group
+    monkeypatch.setattr(fasta_module, "_write_group", lambda *a: (
+        seen.append(pa.default_memory_pool().backend_name), original(*a)))
+    run(tmp_path, ">a\nACGU\n>b\nACGU\n")
+    assert seen and set(seen) <= {"jemalloc", "system"}  # purges freed memory at once
+    assert pa.default_memory_pool().backend_name == before
