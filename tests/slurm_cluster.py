@@ -14,8 +14,9 @@ Why the setup looks the way it does:
   munged listens there, as the ``munge`` user, with a key made for this cluster (or the running
   munged is reused when one answers already).
 - No accounting (``accounting_storage/none``): ``sacct`` cannot report job states, so the
-  workflow's status checks go through ``squeue``; ``MinJobAge=300`` keeps finished jobs visible
-  to squeue and ``scontrol show job`` long enough for the checks and for the tests.
+  workflow's status checks go through ``squeue``; ``MinJobAge=3600`` keeps finished jobs visible
+  to squeue and ``scontrol show job`` for the whole test session (a loaded machine stretched
+  the killed-and-resumed runs past 300 s, and the first jobs' records were gone).
 - ``SlurmdParameters=config_overrides`` lets the node declare more memory than the machine has,
   so the profile's memory requests (meant for real clusters) are schedulable here; nothing
   enforces them (no cgroups).
@@ -106,7 +107,7 @@ SelectType=select/cons_tres
 SelectTypeParameters=CR_Core_Memory
 SlurmdParameters=config_overrides
 ReturnToService=2
-MinJobAge=300
+MinJobAge=3600
 KillWait=5
 GresTypes=gpu
 NodeName={NODE} NodeAddr=127.0.0.1 CPUs=2 RealMemory=256000 Gres=gpu:1 State=UNKNOWN
