@@ -264,6 +264,28 @@ def subset_batch(batch: dict[str, torch.Tensor], rows: torch.Tensor, bucket_mult
     return out
 
 
+def micro_batch_rows(lengths: torch.Tensor, width: int, max_cells: int, bucket_multiple: int
+                     ) -> list[torch.Tensor]:
+    """Rows of a batch grouped so that each group's pair map (rows x its own width^2) holds at
+    most ``max_cells`` cells, longest rows first; a single row wider than that is a group of
+    its own. ``max_cells`` 0, or a batch that fits: one group of all rows in their order.
+
+    The pair map and the activations saved for its backward grow as width^2, so at a fixed
+    batch size one wide batch sets the step's peak memory; groups bounded in cells bound it
+    whatever the lengths (micro-batches whose gradients add up to the batch's step)."""
+    n = len(lengths)
+    if not max_cells or n * width * width <= max_cells:
+        return [torch.arange(n)]
+    order = torch.argsort(lengths, descending=True, stable=True)
+    groups, start = [], 0
+    while start < n:
+        w = bucket_length(int(lengths[order[start]]) + 2, width, bucket_multiple)
+        take = max(1, max_cells // (w * w))
+        groups.append(order[start:start + take])
+        start += take
+    return groups
+
+
 class BucketBatchSampler(Sampler):
     """Length-bucketed batches in an order fixed by (seed, epoch), optionally sharded by rank.
 

@@ -63,9 +63,11 @@ class EpochStats:
         return max(self.v["steps"] - self.v["nonfinite"], 1)
 
     def add_batch(self, out: dict, losses: dict[str, float], batch: dict, pair_threshold: float,
-                  min_sep: int, decoder: str) -> None:
+                  min_sep: int, decoder: str, new_step: bool = True) -> None:
+        """Add one batch, or one micro-batch of a step (``new_step`` False for all but the
+        first: ``losses`` are then its shares of the step's losses, which add up)."""
         v = self.v
-        v["steps"] += 1
+        v["steps"] += new_step
         for k in LOSS_KEYS:
             v[k] += losses[k]
         mlm_lab = batch["mlm_labels"]

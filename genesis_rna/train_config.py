@@ -82,6 +82,7 @@ class TrainConfig:
     device: str = "auto"
     seed: int = 42
     activation_checkpointing: bool = False
+    max_step_cells: int = 0
     threads: int | None = None
     ddp_backend: str = "auto"
     save_every_steps: int = 500
@@ -101,7 +102,7 @@ class TrainConfig:
         for key in positive:
             if getattr(self, key) <= 0:
                 raise ConfigError(key, f"must be positive, got {getattr(self, key)}")
-        non_negative = ("num_workers", "warmup_steps", "weight_decay",
+        non_negative = ("num_workers", "max_step_cells", "warmup_steps", "weight_decay",
                         "grad_clip", *(task.weight_key for task in TASKS), "focal_gamma",
                         "pair_min_sep", "ast_kp", "ast_ki")
         for key in non_negative:
@@ -255,6 +256,9 @@ HELP = {
     "seed": "random seed (initialization, data order, masking)",
     "activation_checkpointing": "recompute pair-map activations in backward (less memory, same "
                                 "numbers)",
+    "max_step_cells": "most pair-map cells (rows x width^2) one forward/backward holds: a wider "
+                      "batch runs as micro-batches whose gradients add up to the same step "
+                      "(bounds peak memory whatever the lengths; 0 = never split)",
     "threads": "torch intra-op threads per process; unset: cores / processes",
     "ddp_backend": "under torchrun: auto = nccl on CUDA, gloo on CPU",
     "save_every_steps": "checkpoint every this many optimizer steps (and at each epoch end)",
@@ -297,7 +301,7 @@ ALIASES = {"lr_scheduler_type": "scheduler", "mlm_loss_weight": "loss_weight_mlm
 # model made under other values of these is still the same run.
 RUNTIME_KEYS = frozenset({"data_path", "output_dir", "checkpoint_dir", "num_workers", "threads",
                           "save_every_steps", "resume", "progress", "ddp_backend",
-                          "activation_checkpointing", "log_every_s"})
+                          "activation_checkpointing", "max_step_cells", "log_every_s"})
 
 
 def semantic_config(cfg: dict) -> dict:

@@ -21,6 +21,7 @@ rank 0 writes files; checkpoints carry every rank's RNG state and partial epoch 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import math
 import random
@@ -47,12 +48,18 @@ from genesis_rna.checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from genesis_rna.data import BucketBatchSampler, RNADataset, make_loader, subset_batch
+from genesis_rna.data import (
+    BucketBatchSampler,
+    RNADataset,
+    make_loader,
+    micro_batch_rows,
+    subset_batch,
+)
 from genesis_rna.decoding import TUNE_THRESHOLDS, batch_candidates, tune_threshold
 from genesis_rna.distributed import Distributed, init_from_env, shutdown
 from genesis_rna.epoch_stats import EpochStats, true_pairs
 from genesis_rna.errors import ConfigError, GenesisError
-from genesis_rna.losses import LossOutput, MultiTaskLoss
+from genesis_rna.losses import MultiTaskLoss
 from genesis_rna.metrics_logger import MetricsLogger
 from genesis_rna.model import GenesisRNA
 from genesis_rna.packed import PackedSplit, prepare_split
@@ -411,36 +418,67 @@ class Trainer:
             batch = subset_batch(batch, rows, self.cfg.bucket_multiple)
         return batch, counts, weights
 
+    def _micro_batches(self, batch: dict, weights: torch.Tensor | None
+                       ) -> list[tuple[dict, torch.Tensor | None]]:
+        """The batch as micro-batches of at most ``max_step_cells`` pair-map cells each (one:
+        the batch itself), with their rows' AST weights."""
+        groups = micro_batch_rows(batch["lengths"], batch["tokens"].shape[1],
+                                  self.cfg.max_step_cells, self.cfg.bucket_multiple)
+        if len(groups) == 1:
+            return [(batch, weights)]
+        return [(subset_batch(batch, rows, self.cfg.bucket_multiple),
+                 None if weights is None else weights[rows]) for rows in groups]
+
     def train_step(self, batch: dict) -> None:
         cfg, dist = self.cfg, self.dist
         # a rank left without samples by a short last batch trains a stand-in at zero weight
         placeholder = dist.enabled and self.train_sampler.is_placeholder(self.batch_in_epoch)
         batch, ast_counts, weights = self._select(batch, placeholder)
-        batch = _to(batch, self.device)
-        if weights is not None:
-            weights = weights.to(self.device)
+        parts = self._micro_batches(batch, weights)
+        no_counts = torch.zeros(len(TASKS), dtype=torch.float64)
         local = total = None
+        if dist.enabled or len(parts) > 1:
+            local = no_counts if placeholder else self.criterion.counts(batch, weights)
+            total = local
         if dist.enabled:
-            local = (torch.zeros(len(TASKS), dtype=torch.float64) if placeholder
-                     else self.criterion.counts(batch, weights))
             summed = dist.all_reduce(torch.cat([ast_counts, local]))
             ast_counts, total = summed[:4], summed[4:]
         if self.ast:  # every rank steps the controller with the global counts
             self.ast.observe(*(int(x) for x in ast_counts))
-        with autocast_for(self.device, self.precision):
-            out = self.ddp_model(batch["tokens"], batch["attention_mask"])
-        loss = self.criterion(out, batch, weights)
-        if dist.enabled:
-            part, values = rank_share(loss, local, total)
-            objective = part * dist.world_size  # DDP averages gradients over ranks
-            # one rank's non-finite loss skips the step everywhere (no rank may skip backward
-            # alone: DDP's gradient all-reduce would wait for it forever)
-            finite = bool(dist.all_reduce(torch.isfinite(objective).reshape(1), op="min")[0])
-        else:
-            objective, values = loss.total, None
-            finite = bool(torch.isfinite(objective))
+        # Each micro-batch's loss is its share of the batch loss (rank_share: its sums over the
+        # whole batch's units, all ranks' under DDP), so the gradients accumulated over the
+        # micro-batches are the batch's. Under DDP only the last backward all-reduces.
+        done, finite = [], True
+        for k, (part_batch, part_weights) in enumerate(parts):
+            last = k == len(parts) - 1
+            part_batch = _to(part_batch, self.device)
+            if part_weights is not None:
+                part_weights = part_weights.to(self.device)
+            sync = (self.ddp_model.no_sync() if dist.enabled and not last
+                    else contextlib.nullcontext())
+            with sync:
+                with autocast_for(self.device, self.precision):
+                    out = self.ddp_model(part_batch["tokens"], part_batch["attention_mask"])
+                loss = self.criterion(out, part_batch, part_weights)
+                if total is None:
+                    objective, values = loss.total, None
+                else:
+                    counts = (no_counts if placeholder
+                              else self.criterion.counts(part_batch, part_weights))
+                    objective, values = rank_share(loss, counts, total)
+                    objective = objective * dist.world_size  # DDP averages gradients over ranks
+                finite = finite and bool(torch.isfinite(objective))
+                if last and dist.enabled:
+                    # one rank's non-finite loss skips the step everywhere (no rank may skip
+                    # the synced backward alone: DDP's all-reduce would wait for it forever)
+                    finite = bool(dist.all_reduce(torch.tensor([finite]), op="min")[0])
+                if finite:
+                    self.scaler.scale(objective).backward()
+            # what the statistics and AST need, without the graph (freed by backward, or now)
+            done.append((part_batch, {key: v.detach() for key, v in out.items()},
+                         values or loss.values(), loss.per_sample))
+            del out, loss, objective
         if finite:
-            self.scaler.scale(objective).backward()
             self.scaler.unscale_(self.optimizer)
             grad_norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
             if self.precision == "fp16":
@@ -454,12 +492,14 @@ class Trainer:
         if finite:
             self.consecutive_nonfinite = 0
             if self.ast:
-                self._record_ast(batch, loss, placeholder)
+                self._record_ast(done, placeholder)
             if placeholder:
                 self.stats.v["steps"] += 1
             else:
-                self.stats.add_batch(out, values or loss.values(), batch, cfg.pair_threshold,
-                                     cfg.pair_min_sep, cfg.pair_decoder)
+                for k, (part_batch, out, values, _) in enumerate(done):
+                    self.stats.add_batch(out, values, part_batch,
+                                         cfg.pair_threshold, cfg.pair_min_sep, cfg.pair_decoder,
+                                         new_step=k == 0)
         else:
             self.stats.v["steps"] += 1
             self.stats.v["nonfinite"] += 1
@@ -475,13 +515,15 @@ class Trainer:
         self.global_step += 1
         self.batch_in_epoch += 1
 
-    def _record_ast(self, batch: dict, loss: LossOutput, placeholder: bool) -> None:
-        """Loss memory update; under DDP every rank records the losses of all ranks' samples."""
+    def _record_ast(self, done: list, placeholder: bool) -> None:
+        """Loss memory update from the step's micro-batches (batch, out, values, per-sample
+        losses); under DDP every rank records the losses of all ranks' samples."""
+        index = torch.cat([part_batch["index"] for part_batch, *_ in done])
+        per_sample = torch.cat([losses for *_, losses in done])
         if not self.dist.enabled:
-            self.ast.record(batch["index"], loss.per_sample)
+            self.ast.record(index, per_sample)
             return
-        self.ast.record(*merged_sample_losses(self.dist, batch["index"], loss.per_sample,
-                                              placeholder))
+        self.ast.record(*merged_sample_losses(self.dist, index, per_sample, placeholder))
 
     def train_epoch(self) -> dict:
         cfg = self.cfg

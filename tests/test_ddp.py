@@ -180,6 +180,26 @@ def test_two_processes_match_one_process_with_the_same_global_batch(data_dir, dd
     assert used["ddp_backend_used"] == "gloo"
 
 
+@pytest.mark.slow
+@needs_gloo
+def test_micro_batches_under_ddp_train_the_same_run(data_dir, ddp_run, tmp_path):
+    """``max_step_cells`` splits each rank's batch into micro-batches (a different number per
+    rank: the lengths differ); only each rank's last backward all-reduces. Same run as unsplit,
+    up to float rounding."""
+    ddp_out, _ = ddp_run
+    out = tmp_path / "micro"
+    r = run_ddp(["--data_path", str(data_dir), "--output_dir", str(out),
+                 *with_batch(EXACT_ARGS, 4), "--max_step_cells", str(64 * 64)])
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert max_weight_diff(ddp_out / "model.pt", out / "model.pt") < WEIGHT_TOL
+    for x, y in zip(read_csv(ddp_out / "training_metrics.csv"),
+                    read_csv(out / "training_metrics.csv"), strict=True):
+        for col in x:
+            if col in ("phase", "wall_time_s", "tokens_per_s", "epoch_time_s"):
+                continue
+            assert float(x[col]) == pytest.approx(float(y[col]), abs=LOSS_TOL), (col, x, y)
+
+
 def _workers_of(pid: int) -> list[int]:
     try:
         return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
