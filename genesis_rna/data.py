@@ -286,13 +286,78 @@ def micro_batch_rows(lengths: torch.Tensor, width: int, max_cells: int, bucket_m
     return groups
 
 
+_U64 = np.uint64
+
+
+def _mix64(x: np.ndarray) -> np.ndarray:
+    """splitmix64's finalizer, element-wise on uint64 (wrapping arithmetic)."""
+    x = x ^ (x >> _U64(30))
+    x = x * _U64(0xBF58476D1CE4E5B9)
+    x = x ^ (x >> _U64(27))
+    x = x * _U64(0x94D049BB133111EB)
+    return x ^ (x >> _U64(31))
+
+
+class LazyPermutation:
+    """A pseudo-random permutation of ``range(n)`` fixed by ``key``, evaluated at any positions
+    without ever holding it: a 4-round Feistel network on [0, 4^h) >= n (round function
+    splitmix64 with per-round keys from ``key``) and cycle walking, which restricts a
+    permutation of the larger domain to [0, n). The shuffled epoch order of a sampler over
+    tens of millions of sequences then costs no memory per sequence."""
+
+    ROUNDS = 4
+
+    def __init__(self, n: int, key: Sequence[int]):
+        self.n = n
+        self.half = max(1, (max(n - 1, 1).bit_length() + 1) // 2)  # bits per half
+        self.keys = np.random.default_rng(list(key)).integers(
+            0, 2**63, size=self.ROUNDS, dtype=np.uint64)
+
+    def _encrypt(self, x: np.ndarray) -> np.ndarray:
+        h, mask = _U64(self.half), _U64((1 << self.half) - 1)
+        left, right = x >> h, x & mask
+        for k in self.keys:
+            left, right = right, left ^ (_mix64(right ^ k) & mask)
+        return (left << h) | right
+
+    def __call__(self, positions: np.ndarray) -> np.ndarray:
+        out = self._encrypt(np.asarray(positions, dtype=np.uint64))
+        outside = out >= self.n
+        while outside.any():  # at most a few rounds: the domain is below 4 n
+            out[outside] = self._encrypt(out[outside])
+            outside = out >= self.n
+        return out.astype(np.int64)
+
+
+def sort_keys(lengths: np.ndarray, block: int = 1 << 20) -> np.ndarray:
+    """The sampler's copy of the lengths: uint16 (2 B per sequence; lengths above 65,535 sort
+    as 65,535, beyond any max_len). A memory map is read from its file in blocks, so its pages
+    do not stay mapped in the process."""
+    n = len(lengths)
+    out = np.empty(n, dtype=np.uint16)
+    if isinstance(lengths, np.memmap) and lengths.filename and n:
+        with open(lengths.filename, "rb") as fh:
+            fh.seek(lengths.offset)
+            for a in range(0, n, block):
+                part = np.fromfile(fh, dtype=lengths.dtype, count=min(block, n - a))
+                out[a : a + len(part)] = np.minimum(part, 65535)
+        return out
+    for a in range(0, n, block):
+        out[a : a + block] = np.minimum(np.asarray(lengths[a : a + block]), 65535)
+    return out
+
+
 class BucketBatchSampler(Sampler):
     """Length-bucketed batches in an order fixed by (seed, epoch), optionally sharded by rank.
 
-    Training: shuffle, cut into chunks of ``chunk_batches`` batches, sort each chunk by length,
-    cut into batches, shuffle batch order. Similar lengths share a batch (little padding) while
-    the data order stays random. Validation: one global length sort, no shuffling.
-    ``set_epoch(epoch, start_batch)`` lets a resumed run skip the batches it already trained.
+    Training: the epoch's sample order is a pseudo-random permutation (``LazyPermutation``),
+    cut into chunks of ``chunk_batches`` batches; each chunk is sorted by length and cut into
+    batches, and the batches are visited in a shuffled order. Similar lengths share a batch
+    (little padding) while the data order stays random. A chunk is built when one of its
+    batches is asked for (a few are cached), so the sampler holds 2 B per sequence (the sort
+    keys) and 4 B per batch, whatever the split's size. Validation: one global length sort, no
+    shuffling. ``set_epoch(epoch, start_batch)`` lets a resumed run skip the batches it
+    already trained.
 
     Multi-process (``world_size`` > 1): ``batch_size`` is the *global* batch, and the global
     batch order is built exactly as in one process with that batch size. Rank r then takes
@@ -304,10 +369,12 @@ class BucketBatchSampler(Sampler):
     weight so that every rank still joins the gradient all-reduce.
     """
 
+    CACHED_CHUNKS = 4
+
     def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, shuffle: bool,
                  chunk_batches: int = 50, rank: int = 0, world_size: int = 1):
         assert 0 <= rank < world_size, (rank, world_size)
-        self.lengths = np.asarray(lengths)  # a memory map stays one (no copy)
+        self.lengths = sort_keys(lengths)
         self.batch_size = batch_size
         self.seed = seed
         self.shuffle = shuffle
@@ -316,44 +383,52 @@ class BucketBatchSampler(Sampler):
         self.world_size = world_size
         self.epoch = 0
         self.start_batch = 0
-        # (epoch, order, starts, sizes, positions): numpy arrays, never per-sample Python lists
-        self._cache: tuple[int, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None
-
-    def epoch_order(self, epoch: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The global batches of an epoch (all ranks together) as arrays: global batch k is
-        ``order[starts[k] : starts[k] + sizes[k]]`` (sample indices)."""
         n = len(self.lengths)
-        bs = self.batch_size
-        if not self.shuffle:
-            order = np.argsort(self.lengths, kind="stable")
-            starts = np.arange(0, n, bs)
-            return order, starts, np.minimum(bs, n - starts)
-        rng = np.random.default_rng([self.seed, epoch, 7])
-        # rng.permutation(n) is arange + an in-place Fisher-Yates shuffle whose draws do not
-        # depend on the dtype: int32 gives the same order in half the memory
-        order = np.arange(n, dtype=np.int32 if n < 2**31 else np.int64)
-        rng.shuffle(order)
-        chunk = bs * self.chunk_batches
-        for c in range(0, n, chunk):
-            part = order[c : c + chunk]
-            part[:] = part[np.argsort(self.lengths[part], kind="stable")]
-        # chunks hold whole batches (all but the last), so sorted batch j starts at j * bs
-        starts = rng.permutation(-(-n // bs)) * bs
-        return order, starts, np.minimum(bs, n - starts)
+        self._index_dtype = np.int32 if n < 2**31 else np.int64
+        # validation: one length sort, the same every epoch
+        self._sorted = (None if shuffle else
+                        np.argsort(self.lengths, kind="stable").astype(self._index_dtype))
+        # (epoch, permutation, batch order, position of the short batch in it)
+        self._epoch_state: tuple[int, LazyPermutation, np.ndarray, int] | None = None
+        self._chunks: dict[tuple[int, int], np.ndarray] = {}
 
-    def epoch_batches(self, epoch: int) -> list[list[int]]:
-        """``epoch_order`` as lists, for inspection and tests (the trainer never builds it)."""
-        order, starts, sizes = self.epoch_order(epoch)
-        return [order[s : s + z].tolist() for s, z in zip(starts, sizes, strict=True)]
+    def _state(self, epoch: int) -> tuple[LazyPermutation, np.ndarray, int]:
+        if self._epoch_state is None or self._epoch_state[0] != epoch:
+            nb = self.num_batches()
+            rng = np.random.default_rng([self.seed, epoch, 7])
+            order = rng.permutation(nb).astype(self._index_dtype)
+            short = int(np.flatnonzero(order == nb - 1)[0]) if nb else 0
+            perm = LazyPermutation(len(self.lengths), [self.seed, epoch, 11])
+            self._epoch_state = (epoch, perm, order, short)
+        return self._epoch_state[1:]
+
+    def _chunk(self, epoch: int, c: int, perm: LazyPermutation) -> np.ndarray:
+        """Chunk ``c`` of the epoch's permuted order, sorted by length (stable)."""
+        key = (epoch, c)
+        if key not in self._chunks:
+            size = self.batch_size * self.chunk_batches
+            idx = perm(np.arange(c * size, min(len(self.lengths), (c + 1) * size)))
+            idx = idx[np.argsort(self.lengths[idx], kind="stable")].astype(self._index_dtype)
+            if len(self._chunks) >= self.CACHED_CHUNKS:
+                self._chunks.pop(next(iter(self._chunks)))
+            self._chunks[key] = idx
+        return self._chunks[key]
 
     def _batch(self, batch_number: int, epoch: int | None = None) -> np.ndarray:
+        """Sample indices of global batch ``batch_number`` of the epoch."""
         epoch = self.epoch if epoch is None else epoch
-        if self._cache is None or self._cache[0] != epoch:
-            order, starts, sizes = self.epoch_order(epoch)
-            positions = np.concatenate([[0], np.cumsum(sizes)])
-            self._cache = (epoch, order, starts, sizes, positions)
-        _, order, starts, sizes, _ = self._cache
-        return order[starts[batch_number] : starts[batch_number] + sizes[batch_number]]
+        bs = self.batch_size
+        if not self.shuffle:
+            return self._sorted[batch_number * bs : (batch_number + 1) * bs]
+        perm, order, _ = self._state(epoch)
+        j = int(order[batch_number])  # the batch's place in the chunk-sorted order
+        start = (j % self.chunk_batches) * bs
+        return self._chunk(epoch, j // self.chunk_batches, perm)[start : start + bs]
+
+    def epoch_batches(self, epoch: int) -> list[list[int]]:
+        """All global batches of an epoch as lists, for inspection and tests (the trainer
+        never builds it)."""
+        return [self._batch(k, epoch).tolist() for k in range(self.num_batches())]
 
     def shard(self, batch: Sequence[int] | np.ndarray) -> Sequence[int] | np.ndarray:
         """This rank's part of a global batch: positions rank, rank + world_size, ..."""
@@ -361,8 +436,13 @@ class BucketBatchSampler(Sampler):
 
     def shard_positions(self, batch_number: int, epoch: int | None = None) -> list[int]:
         """Positions (in the epoch's global sample order) of this rank's samples in a batch."""
+        epoch = self.epoch if epoch is None else epoch
         size = len(self._batch(batch_number, epoch))
-        start = int(self._cache[4][batch_number])
+        start = batch_number * self.batch_size
+        if self.shuffle:  # every batch before it is full, but the short one (if it came first)
+            short = self._state(epoch)[2]
+            if short < batch_number:
+                start -= self.batch_size - len(self._batch(short, epoch))
         return [start + k for k in range(self.rank, size, self.world_size)]
 
     def is_placeholder(self, batch_number: int, epoch: int | None = None) -> bool:

@@ -12,7 +12,13 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from genesis_rna.data import BucketBatchSampler, RNADataset, load_split, make_loader
+from genesis_rna.data import (
+    BucketBatchSampler,
+    LazyPermutation,
+    RNADataset,
+    load_split,
+    make_loader,
+)
 from genesis_rna.errors import InputFileError
 from genesis_rna.packed import PackedSplit, PackWriter, pack_table, prepare_split, read_meta
 from genesis_rna.tables import SPLITS, write_table
@@ -54,23 +60,24 @@ def test_packed_split_round_trips_exactly_to_the_table(tables, tmp_path):
 
 
 def _reference_epoch_batches(lengths, bs, seed, epoch, shuffle, chunk_batches):
-    """The sampler as it was with per-sample lists (the order the packed path must keep)."""
+    """The sampler's order built eagerly, with per-sample lists: the whole permutation at
+    once, every chunk sorted, the batches in their shuffled order."""
     n = len(lengths)
     if not shuffle:
         order = np.argsort(lengths, kind="stable")
         return [order[k : k + bs].tolist() for k in range(0, n, bs)]
-    rng = np.random.default_rng([seed, epoch, 7])
-    perm = rng.permutation(n)
+    perm = LazyPermutation(n, [seed, epoch, 11])(np.arange(n))
     batches = []
     for c in range(0, n, bs * chunk_batches):
         part = perm[c : c + bs * chunk_batches]
         part = part[np.argsort(lengths[part], kind="stable")]
         batches.extend(part[k : k + bs].tolist() for k in range(0, len(part), bs))
+    rng = np.random.default_rng([seed, epoch, 7])
     return [batches[k] for k in rng.permutation(len(batches))]
 
 
 @pytest.mark.parametrize("n", [1, 97, 1000, 4096])
-def test_sampler_keeps_the_batch_order_of_per_sample_lists(n):
+def test_lazy_sampler_gives_the_eagerly_built_batch_order(n):
     lengths = np.random.default_rng(n).integers(3, 900, size=n)
     for shuffle in (True, False):
         for epoch in (0, 3):
@@ -78,8 +85,36 @@ def test_sampler_keeps_the_batch_order_of_per_sample_lists(n):
                                    chunk_batches=4)
             assert s.epoch_batches(epoch) == _reference_epoch_batches(
                 lengths, 16, 11, epoch, shuffle, 4)
-    order, starts, sizes = BucketBatchSampler(lengths, 16, 0, True).epoch_order(0)
-    assert order.dtype == np.int32 and len(order) == n and sizes.sum() == n
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 1000, 65_537])
+def test_lazy_permutation_is_a_shuffle(n):
+    p = LazyPermutation(n, [4, 0, 11])
+    order = p(np.arange(n))
+    assert sorted(order.tolist()) == list(range(n))
+    assert np.array_equal(p(np.arange(n)[::-1]), order[::-1])  # any positions, any order
+    if n >= 1000:
+        assert abs(np.corrcoef(np.arange(n), order)[0, 1]) < 0.1
+        assert not np.array_equal(order, LazyPermutation(n, [4, 1, 11])(np.arange(n)))
+
+
+def test_sampler_memory_does_not_grow_per_sequence(tmp_path):
+    """2 B per sequence (uint16 sort keys) and 4 B per batch after a whole epoch, read from a
+    memory map without holding its pages."""
+    n, bs = 200_000, 32
+    path = tmp_path / "lengths.bin"
+    np.random.default_rng(0).integers(20, 500, size=n).astype("<i4").tofile(path)
+    lengths = np.memmap(path, dtype="<i4", mode="r")
+    s = BucketBatchSampler(lengths, bs, seed=0, shuffle=True)
+    seen = np.zeros(n, dtype=bool)
+    for batch in s:
+        seen[[i for _, i in batch]] = True
+    assert seen.all()
+    held = sum(v.nbytes for v in vars(s).values() if isinstance(v, np.ndarray))
+    held += sum(v.nbytes for v in s._chunks.values())
+    held += sum(v.nbytes for v in s._epoch_state if isinstance(v, np.ndarray))
+    assert s.lengths.dtype == np.uint16 and not isinstance(s.lengths, np.memmap)
+    assert held <= 2 * n + 4 * s.num_batches() + s.CACHED_CHUNKS * 4 * bs * s.chunk_batches
 
 
 def _all_batches(data, train: bool, workers: int) -> list[dict]:
