@@ -324,7 +324,7 @@ def prepare_split(data_dir: str | Path, split: str, cache_dir: str | Path, write
         if current:
             log(f"{split}: reading {target} (packed from {table})")
         else:
-            log(f"{split}: packing {table} into memory-mappable arrays at {target}")
+            log(f"{split}: packing {table} into flat arrays at {target}")
             meta = pack_table(table, target)
             log(f"{split}: packed {meta['n']} sequences, {meta['n_tokens']} nt")
     return target

@@ -1,6 +1,6 @@
-# Pack the train/val tables of the split (and of the fine-tune labelling) into flat,
-# memory-mapped arrays (genesis_rna.packed): every training rank and loader worker maps the
-# same read-only files, so per-process memory does not grow with the corpus.
+# Pack the train/val tables of the split (and of the fine-tune labelling) into flat arrays
+# read by offset (genesis_rna.packed): every training rank and loader worker reads the same
+# read-only files through the page cache, so per-process memory does not grow with the corpus.
 
 
 rule pack_split:
