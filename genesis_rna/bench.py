@@ -43,7 +43,9 @@ scale     how memory and time grow with the corpus (the sections of SCALE_SECTIO
   scale_loader  loader peak RSS per process (main + 2 workers) on the packed real-data train
                 split and on that synthetic split (``genesis_rna.loader_memory``)
   scale_train   the trainer's peak RSS (``--model_size``, tcmalloc when installed, as the
-                workflow runs it) for one epoch on ``--scale_train_rows`` rows of the split
+                workflow runs it) for one epoch on ``--scale_train_rows`` rows of the split,
+                and over ``--scale_train_steps`` steps on the real-data train split against
+                the same split tiled to ``--loader_sequences`` rows
 Each measurement runs in a fresh Python process so peak RSS is its own (decode: in-process).
 """
 
@@ -111,6 +113,8 @@ def _child(argv: list[str]) -> None:
         extra["size_on_disk_mb"] = _folder_mb(Path(rest[1]))
     elif kind == "mmseqs":
         n, extra = _mmseqs_child(json.loads(rest[0]))
+    elif kind == "trainer_steps":
+        n, extra = _trainer_steps_child(rest[0], rest[1], rest[2], rest[3], int(rest[4]))
     else:
         raise SystemExit(f"unknown measurement {kind}")
     seconds = time.perf_counter() - t0
@@ -146,13 +150,34 @@ def _mmseqs_child(job: dict) -> tuple[int, dict]:
     return n, out
 
 
+def _trainer_steps_child(config: str, data: str, out: str, model_size: str, steps: int
+                         ) -> tuple[int, dict]:
+    """The trainer as the CLI builds it (loader in this process with ``num_workers`` 0, AST
+    controller, optimizer), then ``steps`` training steps of epoch 1: what a process of a
+    run on this split holds, without waiting for an epoch of tens of millions of sequences."""
+    from genesis_rna.train_config import config_from_args
+    from genesis_rna.train_pretrain import Trainer
+
+    cfg = config_from_args(["--config", config, "--data_path", data, "--output_dir", out,
+                            "--model_size", model_size, "--no-progress", "--no-resume"])
+    trainer = Trainer(cfg)
+    trainer.train_sampler.set_epoch(0, 0)
+    batches = iter(trainer.train_loader)
+    nt = 0
+    for _ in range(steps):
+        batch = next(batches)
+        nt += int(batch["lengths"].sum())
+        trainer.train_step(batch)
+    return len(trainer.train_data), {"steps": steps, "candidate_nt": nt}
+
+
 def _folder_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
 
 
-def _measure(*args: str) -> dict:
+def _measure(*args: str, env: dict | None = None) -> dict:
     out = subprocess.run([sys.executable, "-m", "genesis_rna.bench", "_child", *args],
-                         capture_output=True, text=True, check=True)
+                         capture_output=True, text=True, check=True, env=env)
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -669,9 +694,15 @@ def bench_scale_loader(split_dir: Path, synthetic: Path, work: Path) -> list[dic
 
 
 def bench_scale_train(split_dir: Path, train_config: Path, model_size: str, train_rows: int,
-                      val_rows: int, work: Path, log_dir: Path) -> list[dict]:
-    """Peak RSS of the trainer process for one epoch, on the allocator the workflow uses."""
+                      val_rows: int, work: Path, log_dir: Path, big_sequences: int = 0,
+                      steps: int = 0) -> list[dict]:
+    """Peak RSS of the trainer process for one epoch, on the allocator the workflow uses; with
+    ``big_sequences`` and ``steps`` also the trainer's peak RSS over ``steps`` steps on the
+    real-data train split and on that split tiled to ``big_sequences`` rows (same lengths and
+    labels, so only the split's size differs)."""
     from genesis_rna.allocator import tcmalloc_library
+    from genesis_rna.loader_memory import tiled_split
+    from genesis_rna.packed import pack_table
 
     data = work / "train_rss_data"
     n = _subset_split(split_dir, {"train": train_rows, "val": val_rows}, data)
@@ -679,6 +710,7 @@ def bench_scale_train(split_dir: Path, train_config: Path, model_size: str, trai
     tcmalloc = tcmalloc_library()
     if tcmalloc:
         env["LD_PRELOAD"] = tcmalloc
+    malloc = "tcmalloc" if tcmalloc else "glibc malloc"
     log_dir.mkdir(parents=True, exist_ok=True)
     out = work / "train_rss"
     t0 = time.perf_counter()
@@ -686,10 +718,23 @@ def bench_scale_train(split_dir: Path, train_config: Path, model_size: str, trai
                         model_size, "--no-progress", "--no-resume", "--num_epochs", "1",
                         "--output_dir", str(out)], log_dir / "scale_train.log", env)
     seconds = time.perf_counter() - t0
-    return [{"bench": "scale-train", "mode": f"{model_size}, 1 epoch, {n['train']} train / "
-             f"{n['val']} val rows, {'tcmalloc' if tcmalloc else 'glibc malloc'}",
-             "records": n["train"], "seconds": seconds, "records_per_s": n["train"] / seconds,
-             "peak_rss_mb": rss}]
+    rows = [{"bench": "scale-train", "mode": f"{model_size}, 1 epoch, {n['train']} train / "
+             f"{n['val']} val rows, {malloc}", "records": n["train"], "seconds": seconds,
+             "records_per_s": n["train"] / seconds, "peak_rss_mb": rss}]
+    if not (big_sequences and steps):
+        return rows
+    real, big = work / "steps_real", work / "steps_big"
+    for name in ("train", "val"):
+        pack_table(split_dir / f"{name}.parquet", real / name)
+    tiled_split(real / "train", big / "train", big_sequences)
+    shutil.copytree(real / "val", big / "val")
+    for label, folder in (("real-data train split", real), (f"tiled to {big_sequences:,}", big)):
+        m = _measure("trainer_steps", str(train_config), str(folder),
+                     str(work / f"steps_out_{folder.name}"), model_size, str(steps), env=env)
+        rows.append({"bench": "scale-train", "mode": f"{model_size}, {steps} steps, {label} "
+                     f"({m['records']:,} rows), {malloc}", **m,
+                     "records_per_s": m["records"] / m["seconds"]})
+    return rows
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -744,6 +789,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="sequences of the synthetic packed split (scale_pack, scale_loader)")
     ap.add_argument("--scale_train_rows", type=int, default=4000)
     ap.add_argument("--scale_val_rows", type=int, default=500)
+    ap.add_argument("--scale_train_steps", type=int, default=150,
+                    help="scale_train: steps of the trainer on the real-data train split and "
+                         "on it tiled to --loader_sequences rows (0: skip)")
     args = ap.parse_args(argv)
     if "scale" in args.what:
         args.what = [w for w in args.what if w != "scale"] + [
@@ -800,7 +848,8 @@ def main(argv: list[str] | None = None) -> int:
         if "scale_train" in args.what:
             rows += bench_scale_train(args.split_dir, args.train_config, args.model_size,
                                       args.scale_train_rows, args.scale_val_rows, Path(tmp),
-                                      args.json.parent / "scale_logs")
+                                      args.json.parent / "scale_logs", args.loader_sequences,
+                                      args.scale_train_steps)
     for r in rows:
         extra = {k: v for k, v in r.items()
                  if k not in ("bench", "records", "seconds", "records_per_s", "curve")}

@@ -8,13 +8,11 @@ of the maps a process touched; USS is what the process alone holds; PSS shares t
 Memory that is independent of the split size is the claim these numbers test.
 
 Inputs: ``synthetic_split`` writes a random packed split of any size directly with numpy (no
-table); ``structures_split`` packs a provided-structures TSV (id, sequence, structure), e.g.
-the Rfam seed alignments' consensus structures, as a split of real sequences.
+table); ``tiled_split`` repeats a real packed split's rows up to any size.
 """
 
 from __future__ import annotations
 
-import gzip
 import multiprocessing as mp
 import time
 from pathlib import Path
@@ -22,9 +20,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from genesis_rna.data import encode_row
-from genesis_rna.packed import PackWriter, read_meta
-from genesis_rna.structures import element_labels, parse_dot_bracket
+from genesis_rna.packed import ARRAYS, PackWriter, read_meta
 from genesis_rna.tokenization import A_ID, STRUCTURE_CLASSES
 
 MIB = 1 << 20
@@ -50,25 +46,28 @@ def synthetic_split(directory: str | Path, n: int, seed: int = 0, min_len: int =
     return read_meta(directory)
 
 
-def structures_split(tsv: str | Path, directory: str | Path, limit: int | None = None) -> int:
-    """Pack a TSV with id, sequence and structure (dot-bracket) columns; returns the rows."""
-    tsv = Path(tsv)
-    opener = gzip.open if tsv.suffix == ".gz" else open
-    n = 0
-    with opener(tsv, "rt", encoding="utf-8") as fh, PackWriter(directory) as w:
-        cols = fh.readline().rstrip("\n").split("\t")
-        c_id, c_seq, c_st = cols.index("id"), cols.index("sequence"), cols.index("structure")
-        for line_no, line in enumerate(fh, start=2):
-            if limit is not None and n >= limit:
-                break
-            f = line.rstrip("\n").split("\t")
-            pairs = parse_dot_bracket(f[c_st], source=str(tsv), line=line_no)
-            toks, lab, p = encode_row(tsv, line_no, f[c_id], f[c_seq],
-                                      element_labels(pairs, len(f[c_seq])),
-                                      [i for i, _ in pairs], [j for _, j in pairs])
-            w.add_block([f[c_id]], toks, lab, [len(toks)], p, [len(p)])
-            n += 1
-    return n
+def tiled_split(source: str | Path, directory: str | Path, n: int) -> dict:
+    """A packed split of ``n`` rows that repeats the rows of the packed split ``source`` in
+    order (copy k's ids get the suffix ``#k``): the same length mix and labels as the source at
+    any size, so what changes between the two is the split's size alone."""
+    src = Path(source)
+    meta = read_meta(src)
+    if meta["n"] == 0:
+        raise ValueError(f"{src} is empty; nothing to tile")
+    arr = {name: np.fromfile(src / f"{name}.bin", dtype=dtype).reshape(-1, *shape)
+           for name, (dtype, shape) in ARRAYS.items()}
+    ids = [arr["ids"][a:b].tobytes().decode() for a, b in
+           zip(arr["id_offsets"][:-1].tolist(), arr["id_offsets"][1:].tolist(), strict=True)]
+    lengths = np.diff(arr["offsets"])
+    pair_counts = np.diff(arr["pair_offsets"])
+    with PackWriter(directory, source={"tiled": str(src), "n": n}) as w:
+        for copy, start in enumerate(range(0, n, meta["n"])):
+            k = min(meta["n"], n - start)  # rows of this copy (the last may be cut)
+            t_end, p_end = int(arr["offsets"][k]), int(arr["pair_offsets"][k])
+            w.add_block([f"{rid}#{copy}" for rid in ids[:k]], arr["tokens"][:t_end],
+                        arr["elements"][:t_end], lengths[:k], arr["pairs"][:p_end],
+                        pair_counts[:k])
+    return read_meta(directory)
 
 
 def _memory(pid: int) -> dict:

@@ -196,3 +196,20 @@ def test_prepare_split_packs_tables_once_and_again_when_they_change(tmp_path):
         prepare_split(data, "val", cache, log=lines.append)
     with pytest.raises(InputFileError, match="split table not found"):
         prepare_split(data, "test2", cache, log=lines.append)
+
+
+def test_tiled_split_repeats_the_source_rows_up_to_any_size(tables, tmp_path):
+    from genesis_rna.loader_memory import tiled_split
+
+    pack_table(tables / "train.parquet", tmp_path / "src")
+    src = PackedSplit(tmp_path / "src")
+    meta = tiled_split(tmp_path / "src", tmp_path / "big", 2 * len(src) + 7)  # cut last copy
+    big = PackedSplit(tmp_path / "big")
+    assert len(big) == meta["n"] == 2 * len(src) + 7
+    for k in range(len(big)):
+        s = k % len(src)
+        assert big.ids[k] == f"{src.ids[s]}#{k // len(src)}"
+        for got, want in ((big.tokens[k], src.tokens[s]), (big.elements[k], src.elements[s]),
+                          (big.pairs[k], src.pairs[s])):
+            assert np.array_equal(got, want), k
+    assert np.array_equal(big.lengths, np.resize(src.lengths, len(big)))
