@@ -8,11 +8,11 @@ parse     FASTA records/s and peak RSS for FILE and for a 10x larger file made f
 annotate  sequences/s of the annotate stage (1 shard, 1 process) against raw ``RNA.fold`` on
           the same sequences (the stage's overhead), and 2 shards on 2 cores against 1.
 train     real (non-padding) nucleotides/s of forward+backward+step for a model size on a split
-          (``--split_dir``, e.g. results/realdata/split): this model (bf16, length buckets)
+          (``--split_dir``, e.g. results/realdata/split): this model (bf16 where native, length buckets)
           against the earlier design (``baseline_model``: same dimensions, fp32, padded to
           512) on the same batches, in ``--train_rounds`` alternating rounds of
-          ``--train_steps`` steps; the speedup per round, counted GFLOP/s and MFU against a
-          bf16 matmul measured at the same thread count.
+          ``--train_steps`` steps; the speedup per round, counted GFLOP/s and MFU against the
+          faster of a bf16 and an fp32 matmul measured at the same thread count.
 ast       the trainer CLI (``--train_config``, ``--model_size``) on ``--ast_train_rows``
           sequences of the split: AST off for ``--ast_epochs`` epochs and AST on in each
           selection mode (threshold, importance) for about the same wall-clock budget
@@ -232,17 +232,20 @@ def bench_annotate(fasta: Path, work: Path, n: int = 1200, max_len: int = 400) -
 
 
 def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
-                batch: int = 32, bucket_multiple: int = 8) -> list[dict]:
+                batch: int = 32, bucket_multiple: int = 8, profile_rows: int = 0) -> list[dict]:
     """Training throughput against the earlier design, in alternating rounds, with MFU.
 
     Two setups train on the same batches of the split (epoch 0 of the length-bucketed
-    sampler): this package's model (bf16 autocast, widths a multiple of ``bucket_multiple``) and
+    sampler): this package's model (bf16 autocast where the CPU has native bf16, else fp32, as
+    the trainer resolves it; widths a multiple of ``bucket_multiple``) and
     ``baseline_model.PaddedBaseline`` (the earlier design: same dimensions, fp32, every batch
     padded to 512). Each round runs ``steps`` steps of one setup, then the same batches on the
     other, so both see the same machine load; the ratio is reported per round (each width is
     run once before, untimed: a long run has its kernels cached by then). FLOPs per step
     are counted (``flops.counted_flops``) on the batches that were timed and divided by the
-    time: MFU against a bf16 matmul measured here at the same thread count.
+    time: MFU against a matmul of the same dtype measured here at the same thread count. With
+    ``profile_rows``, this model's first round of batches runs once more under
+    ``torch.profiler`` and the top ops by self CPU time are printed.
     """
     import statistics
 
@@ -253,8 +256,10 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
     from genesis_rna.flops import counted_flops, matmul_peak
     from genesis_rna.losses import MultiTaskLoss
     from genesis_rna.model import GenesisRNA, model_config_for
+    from genesis_rna.runtime import resolve_precision
 
     threads = torch.get_num_threads()
+    ours = resolve_precision("bf16", torch.device("cpu"))
     data = load_split(split_dir / "train.parquet")
     dataset = RNADataset(data, 512, 0.15, seed=0, train=True)
     order = BucketBatchSampler(data.lengths, batch, seed=0, shuffle=True).epoch_batches(0)
@@ -264,8 +269,8 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
     loss_fn = MultiTaskLoss()
     cfg = model_config_for(model_size, max_len=512)
     setups = {  # name: (model, autocast bf16, bucket multiple)
-        f"genesis_rna, bf16, length buckets of {bucket_multiple}": (GenesisRNA(cfg), True,
-                                                                 bucket_multiple),
+        f"genesis_rna, {ours}, length buckets of {bucket_multiple}": (
+            GenesisRNA(cfg), ours == "bf16", bucket_multiple),
         "earlier design, fp32, padded to 512": (PaddedBaseline(cfg), False, 512),
     }
 
@@ -314,6 +319,7 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
                 total += per_batch
             flops[name].append(total)
     peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
+    best = max(peak_bf16, peak_fp32)  # this CPU's limit: bf16 where native, else fp32
     rows = []
     for name, runs in timed.items():
         rates = [n / t for t, n in runs]
@@ -325,11 +331,21 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
                      "seconds": t, "records_per_s": n / t,
                      "round_nt_per_s": [round(x) for x in rates],
                      "gflop_per_s": flops[name][mid] / t / 1e9,
-                     "mfu_vs_bf16_matmul": flops[name][mid] / t / peak_bf16,
+                     "mfu_vs_best_matmul": flops[name][mid] / t / best,
                      "mfu_vs_own_dtype_matmul": flops[name][mid] / t / peak,
-                     "round_mfu_vs_bf16": [round(f / t / peak_bf16, 3)
+                     "round_mfu_vs_best": [round(f / t / best, 3)
                                            for f, (t, _) in zip(flops[name], runs, strict=True)],
                      "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+    if profile_rows:
+        from torch.profiler import ProfilerActivity, profile
+
+        m, opt, bf16, mult = next(iter(state.values()))
+        steps_nt = [make_step(m, opt, bf16, mult, idx) for idx in order[2 : 2 + steps]]
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for step, _ in steps_nt:
+                step()
+        print(f"torch.profiler: {next(iter(state))}, {steps} steps, {threads} threads")
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=profile_rows))
     ours, old = timed.values()
     ratios = [(n1 / t1) / (n2 / t2) for (t1, n1), (t2, n2) in zip(ours, old, strict=True)]
     rows[0]["speedup_vs_earlier_design"] = statistics.median(ratios)
@@ -751,6 +767,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train_steps", type=int, default=4, help="train: steps per round")
     ap.add_argument("--train_rounds", type=int, default=3)
     ap.add_argument("--bucket_multiple", type=int, default=8, help="train: this model's widths")
+    ap.add_argument("--profile", type=int, default=0, metavar="N",
+                    help="train: print the top N ops of this model's steps (torch.profiler)")
     ap.add_argument("--fasta", type=Path, default=DEFAULT_FASTA)
     ap.add_argument("--json", type=Path, default=Path("results/bench/bench.json"))
     ap.add_argument("--annotate_n", type=int, default=1200)
@@ -819,7 +837,8 @@ def main(argv: list[str] | None = None) -> int:
             rows += bench_annotate(args.fasta, Path(tmp), n=args.annotate_n)
         if "train" in args.what:
             rows += bench_train(args.split_dir, args.model_size, args.train_steps,
-                                 args.train_rounds, bucket_multiple=args.bucket_multiple)
+                                 args.train_rounds, bucket_multiple=args.bucket_multiple,
+                                 profile_rows=args.profile)
         if "ast" in args.what:
             rows += bench_ast(args.split_dir, args.train_config, args.model_size,
                               args.ast_train_rows, args.ast_val_rows, Path(tmp),

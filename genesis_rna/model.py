@@ -235,17 +235,25 @@ class PairHead(nn.Module):
         """Symmetric logits [B, T, T] and the refined pair features [B, C, T, T]."""
         b, t, _ = h.shape
         a = self.proj(h)  # [B, T, P]
-        u = a[:, None, :, :] * self.w_prod[None, :, None, :].to(a.dtype)  # [B, C, T, P]
-        x = u @ a[:, None].transpose(-1, -2)  # [B, C, T, T]: sum_p W[c,p] a_ip a_jp
-        s = self.w_sum(a).transpose(1, 2)  # [B, C, T]
-        x = x + s[:, :, :, None] + s[:, :, None, :]
-        cell = (key_mask[:, :, None] & key_mask[:, None, :])[:, None].to(x.dtype)  # [B,1,T,T]
-        x = x + self.dist(self.distance_bucket(t, h.device)).permute(2, 0, 1)[None].to(x.dtype)
+        c = self.w_prod.shape[0]
+        # Every input channel of cell (i, j) is one dot product of a row for i and a row for j:
+        #   sum_p W[c,p] a_ip a_jp + s_ci + s_cj + E_c[tok_i, tok_j]
+        #   = [W_c * a_i, s_ci, 1, onehot_i E_c] . [a_j, 1, s_cj, onehot_j]
+        # so the whole map is one batched matmul (K = P + 2 + V) that writes each cell once,
+        # instead of a pass per term; rows of padding are zero, so are their cells.
+        real = key_mask[:, None, :, None].to(a.dtype)  # [B, 1, T, 1]
+        s = self.w_sum(a).transpose(1, 2)[..., None]  # [B, C, T, 1]
+        ones = torch.ones_like(s)
+        left = [a[:, None] * self.w_prod[None, :, None, :].to(a.dtype), s, ones]  # [B, C, T, *]
+        right = [a[:, None].expand(b, c, t, -1), ones, s]
         if self.pair_type is not None:
-            # E[c, tok_i, tok_j] as one-hot @ E_c @ one-hot^T: a batched matmul, no gather
-            one_hot = F.one_hot(tokens, self.vocab).to(x.dtype)  # [B, T, V]
-            x = x + (one_hot[:, None] @ self.pair_type[None].to(x.dtype)) @ one_hot[:, None].transpose(-1, -2)
-        x = x * cell
+            one_hot = F.one_hot(tokens, self.vocab).to(a.dtype)  # [B, T, V]
+            left.append(one_hot[:, None] @ self.pair_type[None].to(a.dtype))  # [B, C, T, V]
+            right.append(one_hot[:, None].expand(b, c, t, -1))
+        x = (torch.cat(left, -1) * real) @ (torch.cat(right, -1) * real).transpose(-1, -2)
+        cell = (key_mask[:, :, None] & key_mask[:, None, :])[:, None].to(x.dtype)  # [B,1,T,T]
+        dist = self.dist(self.distance_bucket(t, h.device)).permute(2, 0, 1)[None].to(x.dtype)
+        x = torch.addcmul(x, dist, cell)  # [B, C, T, T], zero outside the cells
         for conv in self.convs:
             if self.checkpointing and torch.is_grad_enabled():
                 x = checkpoint(_conv_layer, conv, x, cell, use_reentrant=False)

@@ -33,20 +33,38 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls and convolutions in oneDNN's kernels (AVX-512 or AMX;
+    PyTorch's own check). Without them bf16 falls back to reference loops: on an AVX2-only
+    AMD EPYC (Zen 2) a 2048^3 bf16 matmul ran at 0.29 GFLOP/s against 152 GFLOP/s in fp32,
+    and one training step of the small model took 27 s instead of under one."""
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without the check: go by the ISA
+        return "AVX512" in torch.backends.cpu.get_cpu_capability()
+
+
 def resolve_precision(requested: str, device: torch.device, *, warn: bool = False) -> str:
     """Autocast precision actually used on ``device`` for a requested one.
 
     fp16 autocast (and the GradScaler training pairs with it) is a CUDA feature, so CPU runs
-    use bf16 instead; GPUs without bf16 use fp16. ``warn``: say so (training does, since the
-    run's numbers change; prediction substitutes quietly).
+    use bf16 instead, and fp32 on a CPU without native bf16 (``cpu_has_fast_bf16``), where
+    bf16 would be hundreds of times slower; GPUs without bf16 use fp16. ``warn``: say so
+    (training does, since the run's numbers change; prediction substitutes quietly).
     """
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {PRECISIONS}, got {requested!r}")
-    if device.type == "cpu" and requested == "fp16":
-        if warn:
-            warnings.warn("mixed_precision fp16 needs CUDA; no CUDA device found, using bf16 "
-                          "autocast on CPU instead", stacklevel=3)
-        return "bf16"
+    if device.type == "cpu" and requested in ("fp16", "bf16"):
+        used = "bf16" if cpu_has_fast_bf16() else "fp32"
+        if warn and requested == "fp16":
+            warnings.warn(f"mixed_precision fp16 needs CUDA; no CUDA device found, using {used} "
+                          + ("autocast " if used == "bf16" else "") + "on CPU instead",
+                          stacklevel=3)
+        elif warn and used != requested:
+            warnings.warn("mixed_precision bf16: this CPU has no native bf16 (oneDNN needs "
+                          "AVX-512 or AMX; here bf16 matmuls run hundreds of times slower "
+                          "than fp32), using fp32", stacklevel=3)
+        return used
     if device.type == "cuda" and requested == "bf16" and not torch.cuda.is_bf16_supported():
         if warn:
             warnings.warn("this GPU does not support bf16; using fp16 with GradScaler",
