@@ -254,6 +254,10 @@ class PairHead(nn.Module):
         cell = (key_mask[:, :, None] & key_mask[:, None, :])[:, None].to(x.dtype)  # [B,1,T,T]
         dist = self.dist(self.distance_bucket(t, h.device)).permute(2, 0, 1)[None].to(x.dtype)
         x = torch.addcmul(x, dist, cell)  # [B, C, T, T], zero outside the cells
+        if not x.is_cuda:  # oneDNN's convolutions skip a layout reorder per call on NHWC:
+            # measured 2.6% off a small-model fp32 step on CPU (not measured on CUDA)
+            x = x.contiguous(memory_format=torch.channels_last)
+            cell = cell.contiguous(memory_format=torch.channels_last)
         for conv in self.convs:
             if self.checkpointing and torch.is_grad_enabled():
                 x = checkpoint(_conv_layer, conv, x, cell, use_reentrant=False)

@@ -158,3 +158,33 @@ def test_cpu_dropout_keeps_the_rate_and_the_expectation():
     out = layer(x)
     out.sum().backward()
     torch.testing.assert_close(x.grad, (out != 0).float() / 0.9)
+
+
+def test_pair_map_input_channels_equal_the_sum_of_their_terms():
+    """The augmented matmul that builds the pair map's input channels gives the textbook sum
+    W_prod (a_i * a_j) + W_sum a_i + W_sum a_j + E[tok_i, tok_j] + dist(|i - j|), masked to the
+    real cells (fp32; checked through the first conv layer's input)."""
+    import torch.nn.functional as F
+
+    torch.manual_seed(0)
+    cfg = model_config_for("tiny", pair_conv_channels=4)
+    head = GenesisRNA(cfg).pair_head.eval()
+    seen = {}
+    head.convs[0].register_forward_pre_hook(lambda mod, args: seen.setdefault("x", args[0]))
+    h = torch.randn(2, 13, cfg.d_model)
+    tokens = torch.randint(4, 9, (2, 13))
+    key_mask = torch.ones(2, 13, dtype=torch.bool)
+    key_mask[1, 8:] = False
+    with torch.no_grad():
+        head(h, tokens, key_mask)
+        a = head.proj(h)
+        want = torch.einsum("cp,bip,bjp->bcij", head.w_prod, a, a)
+        s = head.w_sum(a).permute(0, 2, 1)
+        want = want + s[:, :, :, None] + s[:, :, None, :]
+        one_hot = F.one_hot(tokens, head.vocab).float()
+        want = want + torch.einsum("biv,cvw,bjw->bcij", one_hot, head.pair_type, one_hot)
+        want = want + head.dist(head.distance_bucket(13, h.device)).permute(2, 0, 1)[None]
+        cell = (key_mask[:, :, None] & key_mask[:, None, :])[:, None]
+        want = want * cell
+    got = F.gelu(want)  # the hook sees the layer's input after the conv's gelu is applied
+    torch.testing.assert_close(seen["x"], got, atol=1e-5, rtol=1e-4)
