@@ -243,7 +243,8 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
     other, so both see the same machine load; the ratio is reported per round (each width is
     run once before, untimed: a long run has its kernels cached by then). FLOPs per step
     are counted (``flops.counted_flops``) on the batches that were timed and divided by the
-    time: MFU against a matmul of the same dtype measured here at the same thread count. With
+    time: MFU against the faster of a bf16 and an fp32 matmul (this CPU's limit) and against
+    a matmul of the setup's own dtype, measured here at the same thread count. With
     ``profile_rows``, this model's first round of batches runs once more under
     ``torch.profiler`` and the top ops by self CPU time are printed.
     """
@@ -259,7 +260,7 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
     from genesis_rna.runtime import resolve_precision
 
     threads = torch.get_num_threads()
-    ours = resolve_precision("bf16", torch.device("cpu"))
+    precision = resolve_precision("bf16", torch.device("cpu"))
     data = load_split(split_dir / "train.parquet")
     dataset = RNADataset(data, 512, 0.15, seed=0, train=True)
     order = BucketBatchSampler(data.lengths, batch, seed=0, shuffle=True).epoch_batches(0)
@@ -269,8 +270,8 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
     loss_fn = MultiTaskLoss()
     cfg = model_config_for(model_size, max_len=512)
     setups = {  # name: (model, autocast bf16, bucket multiple)
-        f"genesis_rna, {ours}, length buckets of {bucket_multiple}": (
-            GenesisRNA(cfg), ours == "bf16", bucket_multiple),
+        f"genesis_rna, {precision}, length buckets of {bucket_multiple}": (
+            GenesisRNA(cfg), precision == "bf16", bucket_multiple),
         "earlier design, fp32, padded to 512": (PaddedBaseline(cfg), False, 512),
     }
 
