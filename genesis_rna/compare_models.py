@@ -1,6 +1,8 @@
 """The trained models side by side: one row per (model run, data set) from each run's
-evaluation ``summary.json`` (pretrained ``train``, ``finetune``, ``finetune_scratch``), with
-ViennaRNA MFE on the same sequences as the reference column.
+evaluation ``summary.json`` (pretrained ``train``, ``finetune``, ``finetune_scratch`` and the
+``*_nothermo`` ablations), with ViennaRNA MFE and MEA on the same sequences as the reference
+columns; ``model_minus_best_vienna`` compares with the better of the two, which is what a user
+choosing between this model and ``RNAfold`` would compare with.
 
     python -m genesis_rna.compare_models --summary train=results/evaluation/train/summary.json \
         --summary finetune=results/evaluation/finetune/summary.json --out models.tsv
@@ -19,10 +21,11 @@ import pandas as pd
 from genesis_rna.atomic import atomic_open
 from genesis_rna.errors import GenesisError, InputFileError
 
-COLUMNS = ("run", "dataset", "n", "model_f1", "vienna_f1", "model_minus_vienna", "model_f1_shift",
+COLUMNS = ("run", "thermo_features", "dataset", "n", "model_f1", "vienna_f1", "vienna_mea_f1",
+           "model_minus_vienna", "model_minus_best_vienna", "model_f1_shift",
            "model_precision", "model_recall", "model_element_accuracy",
            "model_pairs_element_accuracy", "vienna_element_accuracy", "mlm_accuracy",
-           "pair_decoder", "pair_threshold")
+           "pair_decoder", "pair_threshold", "vienna_mea_threshold")
 
 
 def _get(block: Mapping, *keys):
@@ -43,11 +46,16 @@ def compare(summaries: Mapping[str, str | Path]) -> pd.DataFrame:
             raise InputFileError(path, f"not an evaluation summary.json ({exc})") from None
         for name, block in datasets.items():
             model_f1, vienna_f1 = _get(block, "all", "model", "f1"), _get(block, "all", "vienna", "f1")
+            mea_f1 = _get(block, "all", "vienna_mea", "f1")
+            best = max((f for f in (vienna_f1, mea_f1) if f is not None), default=None)
             rows.append({
-                "run": run, "dataset": name, "n": _get(block, "all", "n"),
-                "model_f1": model_f1, "vienna_f1": vienna_f1,
+                "run": run, "thermo_features": summary.get("thermo_features", False),
+                "dataset": name, "n": _get(block, "all", "n"),
+                "model_f1": model_f1, "vienna_f1": vienna_f1, "vienna_mea_f1": mea_f1,
                 "model_minus_vienna": (model_f1 - vienna_f1 if model_f1 is not None
                                        and vienna_f1 is not None else None),
+                "model_minus_best_vienna": (model_f1 - best if model_f1 is not None
+                                            and best is not None else None),
                 "model_f1_shift": _get(block, "all", "model", "f1_shift"),
                 "model_precision": _get(block, "all", "model", "precision"),
                 "model_recall": _get(block, "all", "model", "recall"),
@@ -58,6 +66,7 @@ def compare(summaries: Mapping[str, str | Path]) -> pd.DataFrame:
                 "mlm_accuracy": _get(block, "mlm", "model", "accuracy"),
                 "pair_decoder": summary.get("pair_decoder"),
                 "pair_threshold": summary.get("pair_threshold"),
+                "vienna_mea_threshold": summary.get("vienna_mea_threshold"),
             })
     return pd.DataFrame(rows, columns=list(COLUMNS))
 

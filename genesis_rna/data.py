@@ -21,7 +21,8 @@ import pyarrow.parquet as pq
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from genesis_rna.errors import InputFileError
+from genesis_rna.errors import ConfigError, InputFileError
+from genesis_rna.folding import ThermoFeatures
 from genesis_rna.tokenization import (
     A_ID,
     CLS_ID,
@@ -56,6 +57,11 @@ class SplitData:
     elements: list[np.ndarray]  # per sequence [n] uint8 structure class ids
     pairs: list[np.ndarray]  # per sequence [k, 2] int32, 0-based, i < j
     lengths: np.ndarray  # [N] int64
+    # per sequence, ViennaRNA's features (genesis_rna.thermo), for a model that reads them
+    thermo: list[ThermoFeatures] | None = None
+
+    def thermo_at(self, k: int) -> ThermoFeatures | None:
+        return None if self.thermo is None else self.thermo[k]
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -158,6 +164,7 @@ class RNADataset(Dataset):
         toks = self.data.tokens[idx]
         labels = self.data.elements[idx]
         pairs = self.data.pairs[idx]
+        thermo = self.data.thermo_at(idx)
         n = len(toks)
         start = 0
         if n > self.window:  # crop: random window in training, the first window in validation
@@ -168,6 +175,8 @@ class RNADataset(Dataset):
             labels = labels[start : start + n]
             keep = (pairs[:, 0] >= start) & (pairs[:, 1] < start + n)
             pairs = pairs[keep] - start
+            if thermo is not None:
+                thermo = thermo.crop(start, n)
         seq = toks.astype(np.int64)
         inp = seq.copy()
         masked = rng.random(n) < self.mask_prob
@@ -186,7 +195,24 @@ class RNADataset(Dataset):
             "mlm": mlm,
             "struct": labels.astype(np.int64),
             "pairs": pairs,
+            **thermo_sample(thermo),
         }
+
+
+def thermo_sample(thermo: ThermoFeatures | None) -> dict:
+    """A sample's sparse thermodynamic features (none when the data has none)."""
+    if thermo is None:
+        return {}
+    return {"bpp": np.stack([thermo.bpp_i, thermo.bpp_j], 1), "bpp_p": thermo.bpp_p,
+            "mfe": thermo.mfe}
+
+
+def _sparse_rows(samples: Sequence[dict], key: str) -> torch.Tensor:
+    """Rows (batch row, i, j) in token coordinates (i < j) of every sample's ``key`` pairs."""
+    rows = [np.column_stack([np.full(len(s[key]), k, np.int64),
+                             np.sort(np.asarray(s[key], np.int64).reshape(-1, 2), axis=1) + 1])
+            for k, s in enumerate(samples) if len(s[key])]
+    return torch.from_numpy(np.concatenate(rows) if rows else np.zeros((0, 3), np.int64))
 
 
 def collate(samples: Sequence[dict], max_len: int, bucket_multiple: int) -> dict[str, torch.Tensor]:
@@ -198,12 +224,14 @@ def collate(samples: Sequence[dict], max_len: int, bucket_multiple: int) -> dict
     built here in the loader workers would cost O(T^2) each).
     """
     b = len(samples)
+    thermo = "bpp" in samples[0]
+    if any(("bpp" in s) != thermo for s in samples):
+        raise ValueError("thermodynamic features for some samples of a batch only")
     width = bucket_length(max(len(s["seq"]) for s in samples) + 2, max_len, bucket_multiple)
     tokens = torch.full((b, width), PAD_ID, dtype=torch.long)
     seq_tokens = torch.full((b, width), PAD_ID, dtype=torch.long)
     mlm = torch.full((b, width), IGNORE_INDEX, dtype=torch.long)
     struct = torch.full((b, width), IGNORE_INDEX, dtype=torch.long)
-    pair_rows = []
     lengths = torch.zeros(b, dtype=torch.long)
     for k, s in enumerate(samples):
         n = len(s["seq"])
@@ -214,12 +242,16 @@ def collate(samples: Sequence[dict], max_len: int, bucket_multiple: int) -> dict
             dst[k, n + 1] = SEP_ID
         mlm[k, 1 : n + 1] = torch.from_numpy(s["mlm"])
         struct[k, 1 : n + 1] = torch.from_numpy(s["struct"])
-        if len(s["pairs"]):
-            p = np.sort(s["pairs"].astype(np.int64), axis=1) + 1  # token coordinates, i < j
-            pair_rows.append(np.column_stack([np.full(len(p), k, np.int64), p]))
     pos = torch.arange(width)
     attention_mask = pos[None, :] < (lengths[:, None] + 2)
     nucleotide_mask = (pos[None, :] >= 1) & (pos[None, :] <= lengths[:, None])
+    extra = {}
+    if thermo:  # sparse, like the pairs: densified on the training device (thermo_maps)
+        extra = {"bpp_index": _sparse_rows(samples, "bpp"),
+                 "bpp_prob": torch.from_numpy(np.concatenate(
+                     [np.asarray(s["bpp_p"], np.float32) for s in samples if len(s["bpp"])]
+                     or [np.zeros(0, np.float32)])),
+                 "mfe_index": _sparse_rows(samples, "mfe")}
     return {
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
         "tokens": tokens,  # [B, T] model input (masked)
@@ -228,10 +260,39 @@ def collate(samples: Sequence[dict], max_len: int, bucket_multiple: int) -> dict
         "nucleotide_mask": nucleotide_mask,  # [B, T] nucleotides only
         "mlm_labels": mlm,  # [B, T] original id at masked positions, else IGNORE_INDEX
         "struct_labels": struct,  # [B, T] class id at nucleotides, else IGNORE_INDEX
-        "pair_index": torch.from_numpy(np.concatenate(pair_rows) if pair_rows
-                                       else np.zeros((0, 3), np.int64)),  # [P, 3] row, i, j
+        "pair_index": _sparse_rows(samples, "pairs"),  # [P, 3] row, i, j
         "lengths": lengths,  # [B] nucleotides per sample
+        **extra,  # bpp_index [Q, 3], bpp_prob [Q], mfe_index [M, 3]
     }
+
+
+def thermo_maps(batch: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The symmetric [B, 2, T, T] float map of a batch's thermodynamic features (pair
+    probability, MFE pair), on the batch's device."""
+    b, t = batch["tokens"].shape
+    maps = torch.zeros((b, 2, t, t), dtype=torch.float32, device=batch["tokens"].device)
+    r, i, j = batch["bpp_index"].to(maps.device).unbind(1)
+    p = batch["bpp_prob"].to(maps.device)
+    maps[r, 0, i, j] = p
+    maps[r, 0, j, i] = p
+    r, i, j = batch["mfe_index"].to(maps.device).unbind(1)
+    maps[r, 1, i, j] = 1.0
+    maps[r, 1, j, i] = 1.0
+    return maps
+
+
+def model_inputs(batch: dict[str, torch.Tensor], config, tokens: str = "tokens") -> dict:
+    """Keyword arguments of the model's forward for a batch: ``tokens`` (or the unmasked
+    ``seq_tokens``), the attention mask and, for a model that reads them (``config``:
+    its ModelConfig), the thermodynamic feature maps."""
+    out = {"tokens": batch[tokens], "attention_mask": batch["attention_mask"]}
+    if config.thermo_features:
+        if "bpp_index" not in batch:
+            raise ConfigError("thermo_features", "the model reads thermodynamic features but "
+                              "the data has none: pack the split with the thermo stage's "
+                              "features (pack_split), or train with --no-thermo_features")
+        out["thermo"] = thermo_maps(batch)
+    return out
 
 
 def dense_pair_target(batch: dict[str, torch.Tensor]) -> torch.Tensor:
@@ -244,17 +305,25 @@ def dense_pair_target(batch: dict[str, torch.Tensor]) -> torch.Tensor:
     return target
 
 
+# a batch's sparse entries (rows of batch row, i, j) -> the per-entry values aligned with them
+SPARSE_KEYS = {"pair_index": (), "bpp_index": ("bpp_prob",), "mfe_index": ()}
+
+
 def subset_batch(batch: dict[str, torch.Tensor], rows: torch.Tensor, bucket_multiple: int) -> dict:
     """Rows ``rows`` of a batch, re-trimmed to their own bucket width (AST sub-batches)."""
     width = batch["tokens"].shape[1]
     new_w = bucket_length(int(batch["lengths"][rows].max()) + 2, width, bucket_multiple)
     out = {}
+    new_row = torch.full((len(batch["tokens"]),), -1, dtype=torch.long)
+    new_row[rows] = torch.arange(len(rows))
     for key, val in batch.items():
-        if key == "pair_index":
-            new_row = torch.full((len(batch["tokens"]),), -1, dtype=torch.long)
-            new_row[rows] = torch.arange(len(rows))
-            kept = val[new_row[val[:, 0]] >= 0]
-            out[key] = torch.cat([new_row[kept[:, :1]], kept[:, 1:]], 1)
+        if key in SPARSE_KEYS:  # rows (batch row, i, j), and the values that go with them
+            kept = new_row[val[:, 0]] >= 0
+            out[key] = torch.cat([new_row[val[kept, :1]], val[kept, 1:]], 1)
+            for aligned in SPARSE_KEYS[key]:
+                out[aligned] = batch[aligned][kept]
+            continue
+        if any(key in v for v in SPARSE_KEYS.values()):
             continue
         v = val[rows]
         if v.dim() == 2:
@@ -484,8 +553,10 @@ def make_loader(dataset: RNADataset, sampler: BucketBatchSampler, max_len: int,
 
 
 def encode_sequences(sequences: Sequence[str], max_len: int | None = None,
-                     bucket_multiple: int = 32) -> dict[str, torch.Tensor]:
-    """Inference batch for raw sequences (no masking, no crop: too-long input is an error)."""
+                     bucket_multiple: int = 32,
+                     thermo: Sequence[ThermoFeatures] | None = None) -> dict[str, torch.Tensor]:
+    """Inference batch for raw sequences (no masking, no crop: too-long input is an error),
+    with their thermodynamic features when given."""
     toks = [_TOKENIZER.encode(s, add_special_tokens=False) for s in sequences]
     longest = max(len(t) for t in toks) + 2
     if max_len is not None and longest > max_len:
@@ -493,7 +564,8 @@ def encode_sequences(sequences: Sequence[str], max_len: int | None = None,
     samples = [
         {"index": k, "input": t.astype(np.int64), "seq": t.astype(np.int64),
          "mlm": np.full(len(t), IGNORE_INDEX), "struct": np.full(len(t), IGNORE_INDEX),
-         "pairs": np.zeros((0, 2), np.int32)}
+         "pairs": np.zeros((0, 2), np.int32),
+         **thermo_sample(thermo[k] if thermo is not None else None)}
         for k, t in enumerate(toks)
     ]
     return collate(samples, max_len or _round_up(longest, bucket_multiple), bucket_multiple)

@@ -2,7 +2,7 @@
 ``per_sequence_<dataset>.tsv`` tables), so editing a plot redraws it without re-evaluating.
 
 Per data set, into the evaluation folder: ``f1_per_family_<dataset>.png`` (model vs ViennaRNA
-mean F1 per family; per length bin when the data set has no families) and
+MFE and MEA, mean F1 per family; per length bin when the data set has no families) and
 ``f1_vs_length_<dataset>.png``. ``python -m genesis_rna.eval_plots --eval_dir DIR`` redraws them.
 """
 
@@ -24,8 +24,8 @@ PLOT_KINDS = ("f1_per_family", "f1_vs_length")
 # Said under the title when the data set's labels are the baseline's own folds.
 BASELINE_LABELS_NOTE = "(test labels are ViennaRNA folds: the baseline matches them by construction)"
 # Methods drawn, in legend order, with their labels and colours.
-_LABELS = {"model": "Genesis RNA model", "vienna": "ViennaRNA MFE"}
-_COLORS = {"model": "tab:blue", "vienna": "tab:orange"}
+_LABELS = {"model": "Genesis RNA model", "vienna": "ViennaRNA MFE", "vienna_mea": "ViennaRNA MEA"}
+_COLORS = {"model": "tab:blue", "vienna": "tab:orange", "vienna_mea": "tab:green"}
 
 
 def _save_figure(fig, path: Path) -> None:

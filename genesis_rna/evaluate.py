@@ -1,5 +1,9 @@
 """evaluate_model stage: score a trained model on the held-out test split and on curated
-structure benchmarks, side by side with ViennaRNA MFE on the very same sequences.
+structure benchmarks, side by side with ViennaRNA on the very same sequences: its MFE structure
+(``vienna``) and its maximum-expected-accuracy structure (``vienna_mea``: ``decoding``'s nested
+MEA on ViennaRNA's pair probabilities, at a threshold tuned on validation, never on test).
+Both come from the thermo stage's features (``genesis_rna.thermo``), which a model with
+thermodynamic input channels also reads; features the stage did not store are computed here.
 
 Per data set (``test`` for the split, else the benchmark's name) it writes, into ``out_dir``:
 - ``per_sequence_<dataset>.tsv``: one row per evaluated sequence (id, family, length, length
@@ -36,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 import torch.nn.functional as F
@@ -44,6 +49,7 @@ from tqdm import tqdm
 from genesis_rna.atomic import atomic_open
 from genesis_rna.benchmarks import iter_benchmark_records
 from genesis_rna.data import IGNORE_INDEX, RNADataset, SplitData, collate, load_split
+from genesis_rna.decoding import decode_candidates, sparse_candidates
 from genesis_rna.errors import ConfigError, GenesisError
 from genesis_rna.eval_metrics import (
     LENGTH_BIN_EDGES,
@@ -58,7 +64,7 @@ from genesis_rna.eval_metrics import (
     unigram_scores,
 )
 from genesis_rna.eval_plots import plot_evaluation
-from genesis_rna.folding import vienna_structures, vienna_version
+from genesis_rna.folding import ThermoFeatures, vienna_version
 from genesis_rna.inference import (
     default_batch_cells,
     length_batches,
@@ -69,10 +75,16 @@ from genesis_rna.pair_metrics import Pair
 from genesis_rna.runtime import add_inference_arguments, autocast_for
 from genesis_rna.sequences import MODEL_INPUT, normalize_sequence
 from genesis_rna.structures import element_labels
+from genesis_rna.tables import write_table
+from genesis_rna.thermo import THERMO, ThermoStore, features_for, to_row
 from genesis_rna.tokenization import A_ID, N_ID, VOCAB
 
 TEST_NAME = "test"
-METHODS = ("model", "vienna")
+METHODS = ("model", "vienna", "vienna_mea")
+BASELINES = ("vienna", "vienna_mea")
+# ViennaRNA MEA threshold when none is given: gamma = 1 (t = 1 / (gamma + 1)), the
+# gamma-centroid default of CentroidFold and of RNAfold --MEA's gamma
+DEFAULT_MEA_THRESHOLD = 0.5
 # Pair metrics copied into summary.tsv for each method (per-sequence means, then pooled).
 TSV_METRICS = ("f1", "f1_shift", "precision", "recall", "mcc",
                "pooled_f1", "pooled_f1_shift", "pooled_precision", "pooled_recall")
@@ -208,9 +220,20 @@ def _group_block(scores: Mapping[str, list[dict]], elements: Mapping[str, list[s
     return out
 
 
+def vienna_baselines(records: Sequence[EvalRecord], features: Sequence[ThermoFeatures],
+                     mea_threshold: float, min_sep: int = 4) -> dict[str, list[list[Pair]]]:
+    """ViennaRNA's MFE pairs and its MEA structure (nested, ``mea_threshold``) per record."""
+    mea = [decode_candidates(sparse_candidates(r.sequence, f.bpp_i, f.bpp_j, f.bpp_p, min_sep),
+                             mea_threshold, "mea")
+           for r, f in zip(records, features, strict=True)]
+    return {"vienna": [sorted(map(tuple, f.mfe.tolist())) for f in features], "vienna_mea": mea}
+
+
 def score_dataset(records: Sequence[EvalRecord], predictions: Sequence,
-                  vienna: Sequence[list[Pair]] | None) -> tuple[pd.DataFrame, dict]:
-    """Per-sequence table and summary block (overall, per family, per length bin)."""
+                  baselines: Mapping[str, Sequence[list[Pair]]] | None = None
+                  ) -> tuple[pd.DataFrame, dict]:
+    """Per-sequence table and summary block (overall, per family, per length bin);
+    ``baselines``: method name (``BASELINES``) -> its pairs per record."""
     n = len(records)
     lengths = [len(r.sequence) for r in records]
     # The model's reported elements are its structure head's; the bpRNA labels of its decoded
@@ -222,11 +245,11 @@ def score_dataset(records: Sequence[EvalRecord], predictions: Sequence,
                                 for p, r in zip(predictions, records, strict=True)]}
     scores = {"model": [score_pairs(p.pairs, r.pairs, len(r.sequence))
                         for p, r in zip(predictions, records, strict=True)]}
-    if vienna is not None:
-        scores["vienna"] = [score_pairs(v, r.pairs, len(r.sequence))
-                            for v, r in zip(vienna, records, strict=True)]
-        elements["vienna"] = [element_labels(v, len(r.sequence))
-                              for v, r in zip(vienna, records, strict=True)]
+    for method, pairs in (baselines or {}).items():
+        scores[method] = [score_pairs(v, r.pairs, len(r.sequence))
+                          for v, r in zip(pairs, records, strict=True)]
+        elements[method] = [element_labels(v, len(r.sequence))
+                            for v, r in zip(pairs, records, strict=True)]
     table: dict[str, list] = {
         "id": [r.id for r in records],
         "family": [r.family or "" for r in records],
@@ -340,6 +363,9 @@ def evaluate(
     window: int | None = None,
     batch_cells: int | None = None,
     baseline_cache: str | Path | None = None,
+    thermo: Sequence[str | Path] = (),
+    vienna_mea_threshold: float | None = None,
+    vienna_mea_source: str | None = None,
     progress: bool = True,
 ) -> dict:
     """Evaluate ``checkpoint`` on the test split and each benchmark; write the outputs listed
@@ -348,6 +374,10 @@ def evaluate(
     ``max_sequences`` / ``max_length`` cap each data set (what they leave out is listed in
     ``not_evaluated.tsv``). ``threads``: torch threads and ViennaRNA processes (default: the
     CPUs available). ``precision``: autocast dtype, default the training one.
+    ``thermo``: the thermo stage's feature tables of these data sets; ``baseline_cache``: a
+    feature table read when present and rewritten with what was computed here (reruns reuse
+    it). ``vienna_mea_threshold``: ViennaRNA MEA's threshold (default ``DEFAULT_MEA_THRESHOLD``),
+    ``vienna_mea_source``: where it was tuned (said in the summary).
     """
     t_start = time.perf_counter()
     benchmarks = dict(benchmarks or {})
@@ -371,6 +401,16 @@ def evaluate(
     decoder = loaded.decoder
     dev, prec = loaded.device, loaded.precision
     min_sep = int(config.get("pair_min_sep", 4))
+    mea_t = DEFAULT_MEA_THRESHOLD if vienna_mea_threshold is None else float(vienna_mea_threshold)
+    if not 0 <= mea_t < 1:
+        raise ConfigError("vienna_mea_threshold", f"must be in [0, 1), got {mea_t}")
+    reads_thermo = bool(model.config.thermo_features)
+    store = ThermoStore(thermo)
+    cache = Path(baseline_cache) if baseline_cache else None
+    if cache is not None and cache.exists():
+        store.add(cache)
+    n_stored = len(store)
+    computed: list[tuple[str, ThermoFeatures]] = []
 
     summary: dict = {
         "checkpoint": str(checkpoint), "pair_threshold": threshold, "pair_min_sep": min_sep,
@@ -380,7 +420,12 @@ def evaluate(
         "device": str(dev), "precision": prec, "threads": torch.get_num_threads(),
         "model_max_len": model.config.max_len,
         "window": window or model.config.max_len - 2,
-        "baseline": f"ViennaRNA {vienna_version()} MFE, default parameters" if baseline else None,
+        "baseline": (f"ViennaRNA {vienna_version()} default parameters: MFE (vienna) and MEA "
+                     f"(vienna_mea: nested MEA on its pair probabilities, threshold {mea_t}, "
+                     f"{vienna_mea_source or 'gamma = 1, not tuned'})") if baseline else None,
+        "vienna_mea_threshold": mea_t if baseline else None,
+        "vienna_mea_source": vienna_mea_source if baseline else None,
+        "thermo_features": reads_thermo,
         "length_bins": length_bin_labels(LENGTH_BIN_EDGES),
         "max_sequences": max_sequences, "max_length": max_length, "datasets": {},
     }
@@ -405,20 +450,28 @@ def evaluate(
         not_evaluated += skipped
         block["n_records"] = len(records) + len(skipped)
         block["n_not_evaluated"] = len(skipped)
+        seqs = [r.sequence for r in records]
+        feats = None
+        if baseline or reads_thermo:
+            missing = {s for s in seqs if s not in store}
+            feats = features_for(seqs, store, threads=workers, progress=progress,
+                                 desc=f"ViennaRNA {name}",
+                                 log=lambda m: print(m, file=sys.stderr))
+            computed += [(s, f) for s, f in zip(seqs, feats, strict=True) if s in missing]
         t1 = time.perf_counter()
-        preds = predict_structures(model, [r.sequence for r in records], threshold,
+        preds = predict_structures(model, seqs, threshold,
                                    tokenizer=tokenizer, device=dev, precision=prec,
                                    window=window, min_sep=min_sep, decoder=decoder,
-                                   batch_cells=batch_cells,
+                                   batch_cells=batch_cells, thermo=feats if reads_thermo else None,
                                    progress=progress, desc=f"model {name}")
         t2 = time.perf_counter()
-        vienna = (vienna_structures([r.sequence for r in records], threads=workers,
-                                    progress=progress, desc=f"ViennaRNA {name}",
-                                    cache=baseline_cache) if baseline else None)
+        baselines = vienna_baselines(records, feats, mea_t, min_sep) if baseline else None
         t3 = time.perf_counter()
-        frame, scored = score_dataset(records, preds, vienna)
+        frame, scored = score_dataset(records, preds, baselines)
         block.update(scored)
         if split_data is not None:
+            if reads_thermo:
+                split_data.thermo = feats
             block["mlm"] = masked_lm_eval(
                 model, split_data, seed=int(config.get("seed", 0)),
                 mask_prob=float(config.get("mask_prob", 0.15)), device=dev, precision=prec,
@@ -431,14 +484,18 @@ def evaluate(
             block["note"] = ("labels of this split come from ViennaRNA folding, so the ViennaRNA "
                              "baseline scores ~1 here by construction; curated benchmarks are "
                              "the fair comparison")
-        block["wall_time_s"] = {"load": t1 - t0, "model": t2 - t1, "vienna": t3 - t2,
-                                "total": time.perf_counter() - t0}
+        block["wall_time_s"] = {"load_and_features": t1 - t0, "model": t2 - t1,
+                                "vienna_mea": t3 - t2, "total": time.perf_counter() - t0}
         summary["datasets"][name] = block
         tsv_rows += summary_rows(name, block)
         if block["n_windowed"]:
             print(f"{name}: {block['n_windowed']} sequences longer than the window were "
                   "predicted in sliding windows", file=sys.stderr)
 
+    if cache is not None and computed:
+        _write_cache(cache, computed)
+    summary["thermo_features_stored"] = n_stored
+    summary["thermo_features_computed"] = len(computed)
     _write_tsv(out / "not_evaluated.tsv",
                pd.DataFrame(not_evaluated, columns=["dataset", "id", "length", "reason"]))
     _write_tsv(out / "summary.tsv", pd.DataFrame(tsv_rows))
@@ -452,15 +509,25 @@ def evaluate(
     return summary
 
 
+def _write_cache(cache: Path, computed: Sequence[tuple[str, ThermoFeatures]]) -> None:
+    """The cache's rows plus the features computed in this evaluation (one row per sequence)."""
+    new = pa.Table.from_pylist([to_row("", s, f) for s, f in dict(computed).items()],
+                               schema=THERMO)
+    if cache.exists():
+        new = pa.concat_tables([pq.read_table(cache, schema=THERMO), new])
+    write_table(cache, new)
+
+
 def format_report(summary: Mapping) -> str:
-    """A few lines for the terminal: F1 of model and baseline per data set."""
-    lines = [f"{'dataset':<14}{'n':>7}{'model F1':>10}{'Vienna F1':>11}{'windowed':>10}"
-             f"{'not eval.':>11}{'time s':>8}"]
+    """A few lines for the terminal: F1 of model and baselines per data set."""
+    lines = [f"{'dataset':<14}{'n':>7}{'model F1':>10}{'Vienna MFE':>12}{'Vienna MEA':>12}"
+             f"{'windowed':>10}{'not eval.':>11}{'time s':>8}"]
     for name, b in summary["datasets"].items():
         vf = b["all"].get("vienna", {}).get("f1")
+        mf = b["all"].get("vienna_mea", {}).get("f1")
         lines.append(
             f"{name:<14}{b['n_evaluated']:>7}{_fmt(b['all']['model']['f1']):>10}"
-            f"{_fmt(vf):>11}{b['n_windowed']:>10}{b['n_not_evaluated']:>11}"
+            f"{_fmt(vf):>12}{_fmt(mf):>12}{b['n_windowed']:>10}{b['n_not_evaluated']:>11}"
             f"{b['wall_time_s']['total']:>8.1f}")
     return "\n".join(lines)
 
@@ -480,7 +547,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m genesis_rna.evaluate",
         description="Evaluate a trained model on the held-out split and curated benchmarks, "
-                    "side by side with ViennaRNA MFE.")
+                    "side by side with ViennaRNA MFE and MEA.")
     p.add_argument("--checkpoint", required=True, help="final model.pt of a training run")
     p.add_argument("--test", help="held-out split table (test.parquet)")
     p.add_argument("--benchmark", action="append", default=[], type=_benchmark_arg,
@@ -499,7 +566,15 @@ def build_parser() -> argparse.ArgumentParser:
                    "2^23 on CUDA)")
     p.add_argument("--baseline", action=argparse.BooleanOptionalAction, default=True,
                    help="fold the same sequences with ViennaRNA for comparison")
-    p.add_argument("--baseline_cache", help="Parquet cache of ViennaRNA folds (reused on reruns)")
+    p.add_argument("--baseline_cache", help="Parquet table of ViennaRNA features (the thermo "
+                   "stage's format), read when present and rewritten with new ones (reruns reuse it)")
+    p.add_argument("--thermo", action="append", default=[], metavar="PARQUET",
+                   help="the thermo stage's feature table(s) of these data sets (repeatable); "
+                   "features not found are computed")
+    p.add_argument("--vienna_mea_threshold", type=float,
+                   help=f"threshold of ViennaRNA's MEA baseline (default {DEFAULT_MEA_THRESHOLD}: "
+                   "gamma = 1); tune it on validation (python -m genesis_rna.thermo tune), never "
+                   "on the test sets")
     p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=True,
                    help="also draw the F1 plots (genesis_rna.eval_plots; the workflow draws them "
                    "in their own rule)")
@@ -521,7 +596,10 @@ def main(argv: list[str] | None = None) -> int:
             max_sequences=args.max_sequences, max_length=args.max_length,
             baseline=args.baseline, threads=args.threads, precision=args.precision,
             window=args.window, batch_cells=args.batch_cells,
-            baseline_cache=args.baseline_cache, progress=args.progress)
+            baseline_cache=args.baseline_cache, thermo=args.thermo,
+            vienna_mea_threshold=args.vienna_mea_threshold,
+            vienna_mea_source="given on the command line" if args.vienna_mea_threshold is not None
+            else None, progress=args.progress)
         if args.plots:
             plot_evaluation(args.out_dir)
     except GenesisError as exc:

@@ -1,6 +1,8 @@
 """ViennaRNA folding, one place for the package: the annotate stage's MFE labels
-(``mfe_fold`` with its settings) and the evaluation's baseline folds (``vienna_structures``:
-default parameters, in worker processes when worth it, cached on disk by version and sequence).
+(``mfe_fold`` with its settings) and the thermodynamic features (``thermo_features``:
+partition-function base-pair probabilities above ``BPP_FLOOR`` and the MFE pairs, default
+parameters), which the thermo stage stores, the fine-tuned model reads as input channels and
+evaluation turns into ViennaRNA's MFE and MEA baselines.
 
 ``RNA`` is imported inside the functions: importing this module costs nothing where ViennaRNA
 is never called, and spawned workers import it once.
@@ -8,19 +10,10 @@ is never called, and spawned workers import it once.
 
 from __future__ import annotations
 
-import hashlib
-import multiprocessing as mp
-import sys
-from collections.abc import Iterable, Sequence
-from pathlib import Path
+from dataclasses import dataclass
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-from tqdm import tqdm
+import numpy as np
 
-from genesis_rna.atomic import atomic_path
-from genesis_rna.errors import InputFileError
-from genesis_rna.pair_metrics import Pair
 from genesis_rna.structures import parse_dot_bracket
 
 
@@ -46,65 +39,55 @@ def mfe_fold(sequence: str, max_bp_span: int = -1, temperature: float = 37.0) ->
     return structure, float(mfe)
 
 
-# Worker processes are spawned (the parent holds torch's threads, so no fork); each start
-# costs an import of this package, a few seconds, so small jobs fold in-process. Estimated
-# serial folding time: about (L / 100 nt)^3 / 215 s per sequence (ViennaRNA MFE is cubic).
-PARALLEL_MIN_SECONDS = 5.0
+# Pair probabilities below this are not stored. Decoding never uses them (the lowest MEA
+# threshold tried is 0.02, and a pair needs p > t to contribute), and to the model a cell of
+# 1e-3 is indistinguishable from 0; the stored list stays at a few cells per nucleotide
+# (measured on the Rfam seed mix: see README, "Thermodynamic features").
+BPP_FLOOR = 1e-3
 
 
-def _fold_seconds(lengths: Iterable[int]) -> float:
-    return sum((n / 100) ** 3 for n in lengths) / 215
+@dataclass
+class ThermoFeatures:
+    """ViennaRNA's view of one sequence (default parameters, 37 C, no span limit).
+
+    ``bpp_i``/``bpp_j``/``bpp_p``: 0-based i < j and the equilibrium probability of that pair,
+    for every pair with p >= ``floor``; ``mfe``: the MFE structure's pairs (i < j);
+    ``mfe_energy``: its free energy and ``ensemble_energy`` the ensemble's, kcal/mol."""
+
+    bpp_i: np.ndarray  # int32 [K]
+    bpp_j: np.ndarray  # int32 [K]
+    bpp_p: np.ndarray  # float32 [K]
+    mfe: np.ndarray  # int32 [M, 2]
+    mfe_energy: float
+    ensemble_energy: float
+
+    def bpp_candidates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self.bpp_i.astype(np.int64), self.bpp_j.astype(np.int64), self.bpp_p.astype(np.float64)
+
+    def crop(self, start: int, n: int) -> ThermoFeatures:
+        """The features of positions start..start+n-1 (pairs with both bases inside), re-indexed."""
+        keep = (self.bpp_i >= start) & (self.bpp_j < start + n)
+        mk = (self.mfe[:, 0] >= start) & (self.mfe[:, 1] < start + n) if len(self.mfe) else \
+            np.zeros(0, bool)
+        return ThermoFeatures(self.bpp_i[keep] - start, self.bpp_j[keep] - start,
+                              self.bpp_p[keep], self.mfe[mk] - start, self.mfe_energy,
+                              self.ensemble_energy)
 
 
-def vienna_mfe(sequence: str) -> str:
-    """ViennaRNA MFE dot-bracket with default parameters (37 C, no span limit): the baseline
-    the field reports, whatever settings the training corpus was annotated with."""
-    return mfe_fold(sequence)[0]
+def thermo_features(sequence: str, floor: float = BPP_FLOOR) -> ThermoFeatures:
+    """Base-pair probabilities (McCaskill, ViennaRNA ``pf()``) above ``floor`` and the MFE
+    pairs of ``sequence`` (A/C/G/U; N never pairs), ViennaRNA default parameters."""
+    import RNA
 
-
-def _cache_key(sequence: str, version: str) -> str:
-    return hashlib.sha1(f"{version}\t{sequence}".encode()).hexdigest()
-
-
-def vienna_structures(sequences: Sequence[str], *, threads: int = 1, progress: bool = False,
-                      desc: str = "ViennaRNA", cache: str | Path | None = None
-                      ) -> list[list[Pair]]:
-    """MFE pairs (default ViennaRNA parameters) of each sequence, in input order.
-
-    ``threads`` > 1 folds in worker processes when the job is big enough to pay for them.
-    ``cache``: a Parquet file of (key, structure) keyed by ViennaRNA version and sequence,
-    read if present and rewritten with the new folds, so reruns skip finished sequences.
-    """
-    version = vienna_version()
-    keys = [_cache_key(s, version) for s in sequences]
-    known: dict[str, str] = {}
-    if cache is not None and Path(cache).exists():
-        try:
-            t = pq.read_table(cache, columns=["key", "structure"])
-        except (pa.ArrowInvalid, OSError, KeyError) as exc:
-            raise InputFileError(cache, f"unreadable ViennaRNA cache ({exc}); delete it") from None
-        known = dict(zip(t.column("key").to_pylist(), t.column("structure").to_pylist(),
-                         strict=True))
-    todo = sorted({k: s for k, s in zip(keys, sequences, strict=True) if k not in known}.items(),
-                  key=lambda kv: -len(kv[1]))  # longest first: better load balance
-    bar = tqdm(total=len(todo), desc=desc, unit="seq", disable=not progress, mininterval=1,
-               file=sys.stderr)
-    seqs = [s for _, s in todo]
-    if threads > 1 and len(todo) > 1 and _fold_seconds(map(len, seqs)) >= PARALLEL_MIN_SECONDS:
-        with mp.get_context("spawn").Pool(min(threads, len(todo))) as pool:
-            for (key, _), structure in zip(todo, pool.imap(vienna_mfe, seqs, chunksize=1),
-                                           strict=True):
-                known[key] = structure
-                bar.update(1)
-    else:
-        for (key, _), seq in zip(todo, seqs, strict=True):
-            known[key] = vienna_mfe(seq)
-            bar.update(1)
-    bar.close()
-    if cache is not None and todo:
-        table = pa.table({"key": list(known), "structure": list(known.values())})
-        with atomic_path(cache) as tmp:
-            pq.write_table(table, tmp, compression="zstd")
-    return [parse_dot_bracket(known[k], source="ViennaRNA") for k in keys]
-
-
+    fc = RNA.fold_compound(sequence)
+    structure, mfe = fc.mfe()
+    fc.exp_params_rescale(mfe)  # Boltzmann factors scaled by the MFE: no overflow on long input
+    _, ensemble = fc.pf()
+    plist = fc.plist_from_probs(floor)
+    k = len(plist)
+    i, j, p = np.empty(k, np.int32), np.empty(k, np.int32), np.empty(k, np.float32)
+    for n, e in enumerate(plist):  # 1-based (i < j), as ViennaRNA's bpp() matrix
+        i[n], j[n], p[n] = e.i - 1, e.j - 1, e.p
+    order = np.lexsort((j, i))
+    mfe_pairs = np.asarray(parse_dot_bracket(structure, source="ViennaRNA"), np.int32).reshape(-1, 2)
+    return ThermoFeatures(i[order], j[order], p[order], mfe_pairs, float(mfe), float(ensemble))

@@ -22,12 +22,14 @@ import torch
 from tqdm import tqdm
 
 from genesis_rna.checkpoint import load_model
-from genesis_rna.data import bucket_length, encode_sequences
+from genesis_rna.data import bucket_length, encode_sequences, model_inputs
 from genesis_rna.decoding import DEFAULT_DECODER, check_decoder, decode_map
 from genesis_rna.errors import ConfigError, InputFileError
+from genesis_rna.folding import ThermoFeatures
 from genesis_rna.pair_metrics import Pair
 from genesis_rna.runtime import PRECISIONS, autocast_for, resolve_device, resolve_precision
 from genesis_rna.sequences import MODEL_INPUT, normalize_sequence
+from genesis_rna.thermo import features_for
 from genesis_rna.tokenization import STRUCTURE_CLASSES, VOCAB, Tokenizer
 
 _CLASS_BYTES = np.frombuffer(STRUCTURE_CLASSES.encode("ascii"), dtype=np.uint8)
@@ -125,16 +127,17 @@ class _Accumulator:
 
 
 def _forward_chunks(model: torch.nn.Module, chunks: Sequence[str], device: torch.device,
-                    precision: str, batch_cells: int, max_batch: int
+                    precision: str, batch_cells: int, max_batch: int,
+                    thermo: Sequence[ThermoFeatures] | None = None
                     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
     """(chunk index, pair probs [n, n], struct probs [n, C]) for every chunk, by length."""
     max_len = model.config.max_len
     for batch in length_batches([len(c) for c in chunks], max_len, batch_cells, max_batch):
-        enc = encode_sequences([chunks[k] for k in batch], max_len=max_len)
-        tokens = enc["tokens"].to(device)
-        mask = enc["attention_mask"].to(device)
+        enc = encode_sequences([chunks[k] for k in batch], max_len=max_len,
+                               thermo=[thermo[k] for k in batch] if thermo else None)
+        enc = {k: v.to(device) for k, v in enc.items()}
         with autocast_for(device, precision):
-            out = model.predict(tokens, mask)
+            out = model.predict(**model_inputs(enc, model.config))
         pair = out["pair_probs"].float().cpu().numpy()
         struct = out["struct_probs"].float().cpu().numpy()
         for b, k in enumerate(batch):
@@ -159,6 +162,8 @@ def predict_structures(
     prob_floor: float = 0.01,
     progress: bool = False,
     desc: str = "predict",
+    thermo: Sequence[ThermoFeatures] | None = None,
+    threads: int = 1,
 ) -> list[Prediction]:
     """Predict pairs and structure classes for ``sequences`` (returned in input order).
 
@@ -170,7 +175,10 @@ def predict_structures(
     ``max_len - 2``). ``batch_cells``: budget of batch x T x T pair-map cells per forward
     pass (default per device, see ``default_batch_cells``). ``keep_pair_probs``: also return the (window-averaged) probabilities >= ``prob_floor``.
     Sequences are normalized under ``sequences.MODEL_INPUT`` (T -> U, IUPAC codes -> N); a character
-    outside it raises ``ValueError`` naming the sequence and position.
+    outside it raises ``ValueError`` naming the sequence and position. A model that reads
+    thermodynamic features gets ``thermo`` (one ``ThermoFeatures`` per sequence, of the
+    normalized sequence), or has them computed here (``thermo.features_for``, ``threads``
+    ViennaRNA processes); a window reads the features of its bases.
     """
     if tokenizer is not None and tuple(tokenizer.vocab) != VOCAB:
         raise ValueError(f"checkpoint vocabulary {tokenizer.vocab} differs from this package's "
@@ -191,8 +199,20 @@ def predict_structures(
         except ValueError as exc:
             raise ValueError(f"sequence {k}: {exc}") from None
 
+    feats: list[ThermoFeatures | None] | None = None
+    if model.config.thermo_features:
+        if thermo is not None and len(thermo) != len(seqs):
+            raise ValueError(f"{len(thermo)} thermodynamic feature sets for {len(seqs)} sequences")
+        feats = list(thermo) if thermo is not None else [None] * len(seqs)
+        missing = [k for k, s in enumerate(seqs) if s and feats[k] is None]
+        for k, f in zip(missing, features_for([seqs[k] for k in missing], threads=threads,
+                                              progress=progress, desc=f"{desc}: ViennaRNA"),
+                        strict=True):
+            feats[k] = f
+
     # Cut every sequence into chunks: itself when it fits, else its sliding windows.
     chunks: list[str] = []
+    chunk_feats: list[ThermoFeatures] = []
     owner: list[tuple[int, int]] = []  # chunk -> (sequence index, start)
     n_windows = [0] * len(seqs)
     for k, s in enumerate(seqs):
@@ -200,6 +220,8 @@ def predict_structures(
             continue
         for start in window_starts(len(s), window):
             chunks.append(s[start : start + window])
+            if feats is not None:
+                chunk_feats.append(feats[k].crop(start, len(chunks[-1])))
             owner.append((k, start))
             n_windows[k] += 1
 
@@ -228,7 +250,7 @@ def predict_structures(
     bar.update(sum(r is not None for r in results))
     try:
         for c, pair, struct in _forward_chunks(model, chunks, device, precision, batch_cells,
-                                               max_batch):
+                                               max_batch, chunk_feats or None):
             k, start = owner[c]
             if n_windows[k] == 1:
                 finish(k, pair, struct)

@@ -12,6 +12,11 @@ where it is faster at these shapes). Three heads:
   log-bucketed distance |i - j|; a small residual stack of 3x3 convolutions then refines the
   whole map (stems are diagonals in that map, which convolutions see and a bilinear form
   does not). Cells outside real tokens are zeroed after every layer so padding never leaks.
+  With ``thermo_features`` the pair head also reads ViennaRNA's view of the sequence
+  (``thermo``: [B, 2, T, T], partition-function pair probabilities and MFE pairs, see
+  ``genesis_rna.thermo``) as input channels of the map and as a direct term of the logits.
+  Both new layers start at zero, so a model trained without them (``load_pretrained``) gives
+  the same output until fine-tuning moves them.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class ModelConfig:
     distance_buckets: int = 32
     pair_type_channels: bool = True  # learned channels for the nucleotide pair (i, j)
     struct_from_pairs: bool = True  # structure head also reads the pair map, pooled per row
+    thermo_features: bool = False  # pair head reads ViennaRNA pair probabilities + MFE pairs
 
     def __post_init__(self) -> None:
         # ConfigError (a ValueError) names the field: the trainer's config keys are these names
@@ -180,6 +186,22 @@ class Block(nn.Module):
 
 
 PAIR_PRIOR = 0.01  # initial pair probability of every cell
+# Thermodynamic input channels per cell: the pair probability p, its log scaled to [0, 1]
+# over the stored range (1 + log10(p) / 3 for p >= 1e-3, else 0: the evidence of weak pairs
+# is in orders of magnitude) and the MFE pair indicator.
+THERMO_CHANNELS = 3
+# The thermodynamic layers start at zero (the loaded model's output unchanged) and are
+# multiplied by this gain, which scales their effective Adam step the same way: at a
+# fine-tune learning rate of 5e-4, unscaled weights would need thousands of steps to move a
+# logit by the several units that separate p = 0.01 from p = 0.9.
+THERMO_GAIN = 10.0
+
+
+def thermo_channels(thermo: torch.Tensor) -> torch.Tensor:
+    """[B, 2, T, T] (pair probability, MFE pair) -> [B, THERMO_CHANNELS, T, T] input channels."""
+    p, mfe = thermo[:, :1], thermo[:, 1:2]
+    logp = torch.where(p > 0, 1 + torch.log10(p.clamp(min=1e-3)) / 3, torch.zeros_like(p))
+    return torch.cat([p, logp, mfe], 1)
 
 
 def _conv_layer(conv: nn.Conv2d, x: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
@@ -215,6 +237,15 @@ class PairHead(nn.Module):
             for k in range(cfg.pair_conv_layers)
         )
         self.out = nn.Conv2d(c, 1, kernel_size=1)
+        # thermodynamic features: into the map's channels (the convs refine them with the
+        # context) and straight into the logits; zero at the start (see THERMO_GAIN)
+        self.thermo_in = self.thermo_out = None
+        if cfg.thermo_features:
+            self.thermo_in = nn.Conv2d(THERMO_CHANNELS, c, kernel_size=1)
+            self.thermo_out = nn.Conv2d(THERMO_CHANNELS, 1, kernel_size=1)
+            for layer in (self.thermo_in, self.thermo_out):
+                nn.init.zeros_(layer.weight)
+                nn.init.zeros_(layer.bias)
         # start from the pair prior (Lin et al. 2017): p = 0.01 everywhere instead of 0.5, so
         # early training is not spent pushing the ~99% non-pair cells down
         nn.init.constant_(self.out.bias, -math.log((1 - PAIR_PRIOR) / PAIR_PRIOR))
@@ -230,9 +261,10 @@ class PairHead(nn.Module):
         log_b = half + (torch.log(d.clamp(min=1) / half) / math.log(1024 / half) * half).long()
         return torch.where(d < half, d.long(), log_b.clamp(max=self.buckets - 1))
 
-    def forward(self, h: torch.Tensor, tokens: torch.Tensor, key_mask: torch.Tensor
-                ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Symmetric logits [B, T, T] and the refined pair features [B, C, T, T]."""
+    def forward(self, h: torch.Tensor, tokens: torch.Tensor, key_mask: torch.Tensor,
+                thermo: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Symmetric logits [B, T, T] and the refined pair features [B, C, T, T].
+        ``thermo`` [B, 2, T, T]: required when the head reads thermodynamic features."""
         b, t, _ = h.shape
         a = self.proj(h)  # [B, T, P]
         c = self.w_prod.shape[0]
@@ -254,6 +286,14 @@ class PairHead(nn.Module):
         cell = (key_mask[:, :, None] & key_mask[:, None, :])[:, None].to(x.dtype)  # [B,1,T,T]
         dist = self.dist(self.distance_bucket(t, h.device)).permute(2, 0, 1)[None].to(x.dtype)
         x = torch.addcmul(x, dist, cell)  # [B, C, T, T], zero outside the cells
+        direct = None
+        if self.thermo_in is not None:
+            if thermo is None or thermo.shape[-2:] != (t, t):
+                raise ValueError("this model reads thermodynamic features (thermo_features): "
+                                 f"pass thermo [B, 2, {t}, {t}]")
+            feats = thermo_channels(thermo.to(x.dtype))
+            x = torch.addcmul(x, self.thermo_in(feats), cell, value=THERMO_GAIN)
+            direct = THERMO_GAIN * self.thermo_out(feats)[:, 0]  # [B, T, T]
         if not x.is_cuda:  # oneDNN's convolutions skip a layout reorder per call on NHWC:
             # measured 2.6% off a small-model fp32 step on CPU (not measured on CUDA)
             x = x.contiguous(memory_format=torch.channels_last)
@@ -267,6 +307,8 @@ class PairHead(nn.Module):
             logits = checkpoint(_out_layer, self.out, x, use_reentrant=False)[:, 0]
         else:
             logits = _out_layer(self.out, x)[:, 0]  # [B, T, T]
+        if direct is not None:
+            logits = logits + direct
         return 0.5 * (logits + logits.transpose(1, 2)), x  # logits exactly symmetric
 
 
@@ -311,8 +353,22 @@ class GenesisRNA(nn.Module):
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
-        """tokens [B, T] long, attention_mask [B, T] bool (True = real token incl. CLS/SEP).
+    def load_pretrained(self, state: dict) -> list[str]:
+        """Load the weights of a model of the same architecture, or of one without
+        thermodynamic features into this one with them (those layers keep their zero start,
+        so the output is the loaded model's). Returns the names of the weights left fresh."""
+        result = self.load_state_dict(state, strict=False)
+        fresh = [k for k in result.missing_keys if k.startswith("pair_head.thermo_")]
+        other = sorted(set(result.missing_keys) - set(fresh)) + sorted(result.unexpected_keys)
+        if other:
+            raise ConfigError("init_from", f"weights do not fit this model: {other[:6]}")
+        return fresh
+
+    def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor,
+                thermo: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """tokens [B, T] long, attention_mask [B, T] bool (True = real token incl. CLS/SEP),
+        thermo [B, 2, T, T] (pair probabilities, MFE pairs; ``data.thermo_maps``) when the
+        model reads thermodynamic features.
 
         Returns mlm_logits [B, T, V], struct_logits [B, T, 6], pair_logits [B, T, T] and
         hidden [B, T, D]. Padding positions hold meaningless values: mask them downstream.
@@ -324,7 +380,7 @@ class GenesisRNA(nn.Module):
         for block in self.blocks:
             x = block(x, attention_mask, cos, sin)
         h = self.ln_f(x)
-        pair_logits, pair_features = self.pair_head(h, tokens, attention_mask)
+        pair_logits, pair_features = self.pair_head(h, tokens, attention_mask, thermo)
         struct_in = h
         if self.config.struct_from_pairs:
             struct_in = torch.cat([h, pool_pair_rows(pair_features, attention_mask).to(h.dtype)], -1)
@@ -336,11 +392,12 @@ class GenesisRNA(nn.Module):
         }
 
     @torch.no_grad()
-    def predict(self, tokens: torch.Tensor, attention_mask: torch.Tensor) -> dict[str, torch.Tensor]:
+    def predict(self, tokens: torch.Tensor, attention_mask: torch.Tensor,
+                thermo: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Probabilities in fp32: pair_probs [B, T, T], struct_probs [B, T, 6], mlm_probs."""
         was_training = self.training
         self.eval()
-        out = self(tokens, attention_mask)
+        out = self(tokens, attention_mask, thermo)
         self.train(was_training)
         return {
             "pair_probs": torch.sigmoid(out["pair_logits"].float()),

@@ -12,6 +12,15 @@ folder without it is incomplete), the layout of nanoGPT's ``train.bin`` extended
     ids.bin       uint8 [I]       UTF-8 ids back to back (validation masks are seeded by id)
     id_offsets.bin int64 [N + 1]
 
+and, packed with the thermo stage's features (``meta.json`` "thermo": true; for a fine-tune
+whose model reads them):
+
+    bpp.bin       int32 [Q, 2]    0-based (i, j), i < j, ViennaRNA pair probabilities >= floor
+    bpp_p.bin     float32 [Q]
+    bpp_offsets.bin int64 [N + 1]
+    mfe.bin       int32 [M, 2]    the MFE structure's pairs
+    mfe_offsets.bin int64 [N + 1]
+
 Why plain numpy files read by offset: the arrays are a handful of flat buffers, and a
 sequence is two small reads (``os.pread`` of its offsets, then of its values) with no
 dependency beyond numpy; every DDP rank and DataLoader worker reads the same files, so the
@@ -32,6 +41,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -42,6 +52,8 @@ import pyarrow.parquet as pq
 from genesis_rna.atomic import AtomicWriter, atomic_directory
 from genesis_rna.data import SPLIT_COLUMNS, encode_row, fingerprint_row
 from genesis_rna.errors import InputFileError
+from genesis_rna.folding import ThermoFeatures
+from genesis_rna.thermo import ThermoStore
 
 FORMAT = 1
 META = "meta.json"
@@ -51,12 +63,21 @@ ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {
     "pairs": ("<i4", (2,)), "pair_offsets": ("<i8", ()), "lengths": ("<i4", ()),
     "ids": ("uint8", ()), "id_offsets": ("<i8", ()),
 }
+THERMO_ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {
+    "bpp": ("<i4", (2,)), "bpp_p": ("<f4", ()), "bpp_offsets": ("<i8", ()),
+    "mfe": ("<i4", (2,)), "mfe_offsets": ("<i8", ()),
+}
+
+
+def _arrays(meta: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
+    return {**ARRAYS, **(THERMO_ARRAYS if meta.get("thermo") else {})}
 
 
 def _count(name: str, meta: dict) -> int:
     n = meta["n"]
     return {"tokens": meta["n_tokens"], "elements": meta["n_tokens"], "pairs": meta["n_pairs"],
-            "ids": meta["n_id_bytes"], "lengths": n}.get(name, n + 1)
+            "ids": meta["n_id_bytes"], "lengths": n, "bpp": meta.get("n_bpp"),
+            "bpp_p": meta.get("n_bpp"), "mfe": meta.get("n_mfe")}.get(name, n + 1)
 
 
 class PackWriter(AtomicWriter):
@@ -66,20 +87,27 @@ class PackWriter(AtomicWriter):
     row, so packing tens of millions of sequences needs no more than packing a thousand.
     """
 
-    def __init__(self, directory: str | Path, source: dict | None = None):
+    def __init__(self, directory: str | Path, source: dict | None = None, thermo: bool = False):
         self.directory = Path(directory)
         self.source = source
+        self.thermo = thermo
         self._ctx = atomic_directory(self.directory)
         self._tmp = self._ctx.__enter__()
-        self._files = {name: open(self._tmp / f"{name}.bin", "wb") for name in ARRAYS}
+        self._files = {name: open(self._tmp / f"{name}.bin", "wb")
+                       for name in _arrays({"thermo": thermo})}
         self._sha = hashlib.sha1()
-        self.n = self.n_tokens = self.n_pairs = self.n_id_bytes = 0
-        for name in ("offsets", "pair_offsets", "id_offsets"):
+        self.n = self.n_tokens = self.n_pairs = self.n_id_bytes = self.n_bpp = self.n_mfe = 0
+        for name in ("offsets", "pair_offsets", "id_offsets",
+                     *(("bpp_offsets", "mfe_offsets") if thermo else ())):
             self._files[name].write(np.zeros(1, "<i8").tobytes())
 
     def add_block(self, ids: Sequence[str], tokens: np.ndarray, elements: np.ndarray,
-                  lengths: np.ndarray, pairs: np.ndarray, pair_counts: np.ndarray) -> None:
-        """Sequences back to back: ``tokens``/``elements`` [sum(lengths)], ``pairs`` [sum(pair_counts), 2]."""
+                  lengths: np.ndarray, pairs: np.ndarray, pair_counts: np.ndarray,
+                  thermo: Sequence[ThermoFeatures] | None = None) -> None:
+        """Sequences back to back: ``tokens``/``elements`` [sum(lengths)], ``pairs``
+        [sum(pair_counts), 2]; ``thermo``: one ThermoFeatures per sequence (thermo packs)."""
+        if (thermo is not None) != self.thermo or (thermo is not None and len(thermo) != len(ids)):
+            raise ValueError("thermodynamic features must come with every block of a thermo pack")
         lengths = np.asarray(lengths, np.int64)
         pair_counts = np.asarray(pair_counts, np.int64)
         tokens, elements = np.asarray(tokens, np.uint8), np.asarray(elements, np.uint8)
@@ -93,6 +121,13 @@ class PackWriter(AtomicWriter):
         for k, rid in enumerate(id_bytes):
             fingerprint_row(self._sha, rid, tokens[o[k] : o[k + 1]], elements[o[k] : o[k + 1]],
                             pairs[po[k] : po[k + 1]])
+            if thermo is not None:  # the features are part of what a model trained on
+                f = thermo[k]
+                for part in (b"\4", np.ascontiguousarray(f.bpp_i), np.ascontiguousarray(f.bpp_j),
+                             np.ascontiguousarray(f.bpp_p), np.ascontiguousarray(f.mfe)):
+                    self._sha.update(part)
+        if thermo is not None:
+            self._add_thermo(thermo)
         id_len = np.fromiter((len(b) for b in id_bytes), np.int64, len(id_bytes))
         f = self._files
         f["tokens"].write(tokens.tobytes())
@@ -108,6 +143,20 @@ class PackWriter(AtomicWriter):
         self.n_pairs += int(poff[-1])
         self.n_id_bytes += int(id_len.sum())
 
+    def _add_thermo(self, thermo: Sequence[ThermoFeatures]) -> None:
+        f = self._files
+        bpp_n = np.fromiter((len(t.bpp_i) for t in thermo), np.int64, len(thermo))
+        mfe_n = np.fromiter((len(t.mfe) for t in thermo), np.int64, len(thermo))
+        f["bpp"].write(np.concatenate([np.stack([t.bpp_i, t.bpp_j], 1) for t in thermo])
+                       .astype("<i4").tobytes())
+        f["bpp_p"].write(np.concatenate([t.bpp_p for t in thermo]).astype("<f4").tobytes())
+        f["mfe"].write(np.concatenate([t.mfe.reshape(-1, 2) for t in thermo])
+                       .astype("<i4").tobytes())
+        f["bpp_offsets"].write((self.n_bpp + np.cumsum(bpp_n)).astype("<i8").tobytes())
+        f["mfe_offsets"].write((self.n_mfe + np.cumsum(mfe_n)).astype("<i8").tobytes())
+        self.n_bpp += int(bpp_n.sum())
+        self.n_mfe += int(mfe_n.sum())
+
     def close(self) -> dict:
         """Finish the files, write meta.json, move the folder into place; returns the meta."""
         try:
@@ -117,7 +166,9 @@ class PackWriter(AtomicWriter):
                     "n_pairs": self.n_pairs, "n_id_bytes": self.n_id_bytes,
                     "fingerprint": self._sha.hexdigest(), "source": self.source,
                     "arrays": {name: {"dtype": dt, "row_shape": list(shape)}
-                               for name, (dt, shape) in ARRAYS.items()}}
+                               for name, (dt, shape) in _arrays({"thermo": self.thermo}).items()}}
+            if self.thermo:
+                meta.update(thermo=True, n_bpp=self.n_bpp, n_mfe=self.n_mfe)
             with open(self._tmp / META, "w", encoding="utf-8") as fh:
                 json.dump(meta, fh, indent=2, sort_keys=True)
                 fh.write("\n")
@@ -140,9 +191,12 @@ def table_source(table: str | Path) -> dict:
     return {"table": str(path), "bytes": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def pack_table(table: str | Path, directory: str | Path, block_rows: int = 8192) -> dict:
+def pack_table(table: str | Path, directory: str | Path, block_rows: int = 8192,
+               thermo: ThermoStore | None = None) -> dict:
     """Pack a split table (schema ``tables.SPLITS``) into ``directory``, streaming by
-    ``block_rows``; rows are validated as ``data.load_split`` validates them. Returns meta."""
+    ``block_rows``; rows are validated as ``data.load_split`` validates them. With ``thermo``
+    (the thermo stage's features of this table) every row's features are packed beside it; a
+    row without them is an error naming it. Returns meta."""
     table = Path(table)
     if not table.exists():
         raise InputFileError(table, "split table not found")
@@ -151,21 +205,29 @@ def pack_table(table: str | Path, directory: str | Path, block_rows: int = 8192)
     if missing:
         raise InputFileError(table, f"missing split-table column(s) {missing}")
     row = 0
-    with PackWriter(directory, source=table_source(table)) as writer:
+    with PackWriter(directory, source=table_source(table), thermo=thermo is not None) as writer:
         for batch in reader.iter_batches(batch_size=block_rows, columns=SPLIT_COLUMNS):
             cols = batch.to_pydict()
-            toks, els, prs = [], [], []
+            toks, els, prs, feats = [], [], [], []
             for rid, seq, el, pi, pj in zip(*(cols[c] for c in SPLIT_COLUMNS), strict=True):
                 t, e, p = encode_row(table, row, rid, seq, el, pi, pj)
                 toks.append(t)
                 els.append(e)
                 prs.append(p)
+                if thermo is not None:
+                    f = thermo.get(seq)
+                    if f is None:
+                        raise InputFileError(table, f"row {row} (id {rid}): no thermodynamic "
+                                             "features for this sequence (see the thermo "
+                                             "stage's rejected table)")
+                    feats.append(f)
                 row += 1
             if not toks:
                 continue
             writer.add_block(cols["id"], np.concatenate(toks), np.concatenate(els),
                              np.array([len(t) for t in toks]), np.concatenate(prs),
-                             np.array([len(p) for p in prs]))
+                             np.array([len(p) for p in prs]),
+                             feats if thermo is not None else None)
     return read_meta(directory)
 
 
@@ -182,7 +244,7 @@ def read_meta(directory: str | Path) -> dict:
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         got = meta.get("format") if isinstance(meta, dict) else type(meta).__name__
         raise InputFileError(path, f"packed-split format {got!r}, this code reads {FORMAT}")
-    for name, (dtype, shape) in ARRAYS.items():
+    for name, (dtype, shape) in _arrays(meta).items():
         f = directory / f"{name}.bin"
         want = _count(name, meta) * np.dtype(dtype).itemsize * int(np.prod(shape, dtype=int))
         have = f.stat().st_size if f.exists() else None
@@ -256,7 +318,7 @@ class PackedSplit:
         if self._files is None:
             self._files = {n: _FileArray(self.directory / f"{n}.bin", dtype, shape,
                                          _count(n, self.meta))
-                           for n, (dtype, shape) in ARRAYS.items() if n != "lengths"}
+                           for n, (dtype, shape) in _arrays(self.meta).items() if n != "lengths"}
         return self._files[name]
 
     def __len__(self) -> int:
@@ -290,6 +352,19 @@ class PackedSplit:
     @property
     def ids(self) -> _RaggedText:
         return _RaggedText(self._array("ids"), self._array("id_offsets"))
+
+    @property
+    def has_thermo(self) -> bool:
+        return bool(self.meta.get("thermo"))
+
+    def thermo_at(self, k: int) -> ThermoFeatures | None:
+        """Sequence ``k``'s thermodynamic features (energies are not packed: NaN), or None."""
+        if not self.has_thermo:
+            return None
+        bpp = _Ragged(self._array("bpp"), self._array("bpp_offsets"))[k]
+        p = _Ragged(self._array("bpp_p"), self._array("bpp_offsets"))[k]
+        mfe = _Ragged(self._array("mfe"), self._array("mfe_offsets"))[k]
+        return ThermoFeatures(bpp[:, 0].copy(), bpp[:, 1].copy(), p, mfe, math.nan, math.nan)
 
 
 def prepare_split(data_dir: str | Path, split: str, cache_dir: str | Path, write: bool = True,

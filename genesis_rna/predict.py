@@ -10,6 +10,8 @@ pairs), so ``()`` is all it uses. The ``greedy`` decoder may predict crossing pa
 (pseudoknots); those go on further bracket pages, ``[]``, then ``{}``, ``<>``, then letter
 pairs ``Aa``, ``Bb``, ... (each page nested on its own). Sequences longer than
 the model's window are predicted in sliding windows (see ``inference``) and counted on stderr.
+A model trained with thermodynamic features gets them computed here (ViennaRNA, as the thermo
+stage computes them), so a FASTA gives the structures that evaluation scores.
 ``--pair_probs`` writes the pair probabilities >= ``--prob_floor`` as a long table
 (index, id, i, j, prob; 0-based positions, i < j): Parquet, or numpy ``.npz`` (plain arrays,
 readable with ``allow_pickle=False``).
@@ -132,7 +134,7 @@ def predict_fasta(checkpoint: str | Path, input_path: str | Path,
         model, [r.sequence for r in records], thr, tokenizer=tokenizer, device=dev,
         precision=prec, window=window, min_sep=int(config.get("pair_min_sep", 4)), decoder=dec,
         keep_pair_probs=pair_probs is not None, prob_floor=prob_floor, progress=progress,
-        desc="fold")
+        desc="fold", threads=threads or 1)
     write_dot_bracket_fasta(output, records, preds)
     if pair_probs is not None:
         write_pair_probs(pair_probs, records, preds)
@@ -161,7 +163,8 @@ def build_parser() -> argparse.ArgumentParser:
     add_inference_arguments(p)
     p.add_argument("--window", type=int,
                    help="nt per sliding window for long sequences (default max_len - 2)")
-    p.add_argument("--threads", type=int, help="torch CPU threads")
+    p.add_argument("--threads", type=int, help="torch CPU threads, and ViennaRNA processes for "
+                   "a model that reads thermodynamic features (computed here, with progress)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True)
     return p
 

@@ -283,6 +283,9 @@ MODEL_HELP = {
     "distance_buckets": "log-spaced buckets of |i - j| embedded in the pair map",
     "pair_type_channels": "pair map starts with learned (nucleotide_i, nucleotide_j) channels",
     "struct_from_pairs": "structure head also reads the pair map pooled per position",
+    "thermo_features": "pair head reads ViennaRNA pair probabilities and MFE pairs (the thermo "
+                       "stage's features, packed with the data) as input channels; a model "
+                       "without them loads into one with them via --init_from (new layers at zero)",
 }
 MODEL_DEFAULTS = {**{f.name: f.default for f in fields(ModelConfig)}, "pair_conv_max_dilation":
                   max(ModelConfig.__dataclass_fields__["pair_conv_dilations"].default)}

@@ -53,6 +53,7 @@ from genesis_rna.data import (
     RNADataset,
     make_loader,
     micro_batch_rows,
+    model_inputs,
     subset_batch,
 )
 from genesis_rna.decoding import TUNE_THRESHOLDS, batch_candidates, tune_threshold
@@ -226,15 +227,18 @@ class Trainer:
         except (KeyError, TypeError) as exc:  # loadable, but not a model (load errors: typed)
             raise ConfigError("init_from", f"{path} is not a Genesis RNA model ({exc})") from None
         ours = self.model_config.to_dict()
-        free = {"dropout", "max_len"}  # RoPE and the distance buckets do not depend on max_len
+        # RoPE and the distance buckets do not depend on max_len; thermodynamic input layers
+        # start at zero in a model that adds them (GenesisRNA.load_pretrained)
+        free = {"dropout", "max_len", "thermo_features"}
         differ = sorted(k for k in ours if k not in free and list(np.atleast_1d(ours[k]))
                         != list(np.atleast_1d(theirs.get(k))))
         if differ:
             detail = ", ".join(f"{k}: {theirs.get(k)} there, {ours[k]} here" for k in differ)
             raise ConfigError("init_from", f"{path} has another architecture ({detail}); set "
                               "model_size and the model keys to the pretrained model's")
-        self.model.load_state_dict(weights)
-        self.log(f"initialized from the weights of {path} (fresh optimizer, schedule and AST)")
+        fresh = self.model.load_pretrained(weights)
+        self.log(f"initialized from the weights of {path} (fresh optimizer, schedule and AST)"
+                 + (f"; new at zero: {', '.join(fresh)}" if fresh else ""))
         return file_sha1(path)
 
     def _freeze_unweighted_heads(self) -> list[str]:
@@ -458,7 +462,7 @@ class Trainer:
                     else contextlib.nullcontext())
             with sync:
                 with autocast_for(self.device, self.precision):
-                    out = self.ddp_model(part_batch["tokens"], part_batch["attention_mask"])
+                    out = self.ddp_model(**model_inputs(part_batch, self.model_config))
                 loss = self.criterion(out, part_batch, part_weights)
                 if total is None:
                     objective, values = loss.total, None
@@ -593,7 +597,7 @@ class Trainer:
                     stats.v["steps"] += 1
                     continue
             with autocast_for(self.device, self.precision):
-                out = self.model(batch["tokens"], batch["attention_mask"])
+                out = self.model(**model_inputs(batch, self.model_config))
             loss = self.criterion(out, batch)
             if dist.enabled:
                 _, values = rank_share(loss, local, total)
@@ -603,7 +607,7 @@ class Trainer:
                 # the tuned threshold serves inference, which sees unmasked sequences: tune it
                 # on an unmasked forward (the masked one above serves the MLM metrics)
                 with autocast_for(self.device, self.precision):
-                    clean = self.model(batch["seq_tokens"], batch["attention_mask"])
+                    clean = self.model(**model_inputs(batch, self.model_config, "seq_tokens"))
                 c = batch_candidates(clean["pair_logits"], batch["seq_tokens"],
                                      batch["nucleotide_mask"], TUNE_MIN_PROB,
                                      self.cfg.pair_min_sep)

@@ -12,7 +12,8 @@ def _summary(path, f1_model, f1_vienna, decoder="mea"):
                      "model": {"f1": f1_model, "f1_shift": f1_model + 0.01, "precision": 0.5,
                                "recall": 0.4, "element": {"accuracy": 0.7},
                                "element_from_pairs": {"accuracy": 0.6}},
-                     "vienna": {"f1": f1_vienna, "element": {"accuracy": 0.8}}}}
+                     "vienna": {"f1": f1_vienna, "element": {"accuracy": 0.8}},
+                     "vienna_mea": {"f1": f1_vienna + 0.05}}}
     path.write_text(json.dumps({"pair_decoder": decoder, "pair_threshold": 0.3,
                                 "datasets": {"test": {**block, "mlm": {"model": {"accuracy": 0.4}}},
                                              "vl0": block}}))
@@ -27,6 +28,9 @@ def test_models_side_by_side(tmp_path):
     assert list(back["run"]) == ["train", "train", "finetune", "finetune"]
     assert list(back["dataset"]) == ["test", "vl0", "test", "vl0"]
     assert back["model_minus_vienna"].round(4).tolist() == [-0.1, -0.1, 0.1, 0.1]
+    # against the better ViennaRNA mode (here its MEA structure)
+    assert back["vienna_mea_f1"].round(4).tolist() == [0.55] * 4
+    assert back["model_minus_best_vienna"].round(4).tolist() == [-0.15, -0.15, 0.05, 0.05]
     assert back.loc[0, "mlm_accuracy"] == 0.4 and pd.isna(back.loc[1, "mlm_accuracy"])
     assert (back["model_pairs_element_accuracy"] == 0.6).all()
     assert len(frame) == 4

@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import RNA
 
-from genesis_rna import folding
+from genesis_rna import thermo
 from genesis_rna.errors import ConfigError, InputFileError
 from genesis_rna.eval_metrics import aggregate
 from genesis_rna.evaluate import evaluate, load_benchmark
@@ -108,7 +108,7 @@ def test_outputs_present_and_consistent(evaluated, benchmarks):
         assert len(frame) == block["n_evaluated"] == block["n_records"] - n_skipped
         assert block["n_not_evaluated"] == n_skipped
         # the summary is the aggregate of the per-sequence rows
-        for method in ("model", "vienna"):
+        for method in ("model", "vienna", "vienna_mea"):
             # (the TSV holds 6 significant digits)
             for key in ("f1", "mcc", "f1_shift"):
                 assert block["all"][method][key] == pytest.approx(
@@ -146,6 +146,24 @@ def test_benchmark_scores_and_families(evaluated):
     assert maj["class"] in "EHSBIM" and 0 < maj["accuracy"] < 1
 
 
+def test_vienna_mea_is_the_nested_mea_of_its_pair_probabilities(evaluated, benchmarks):
+    """The MEA baseline's pairs, re-derived from ViennaRNA's own bpp() for each sequence."""
+    from genesis_rna.decoding import nested_pairs
+
+    out, summary, _ = evaluated
+    assert summary["vienna_mea_threshold"] == 0.5 and "gamma = 1" in summary["baseline"]
+    frame = pd.read_csv(out / "per_sequence_arch.tsv", sep="\t").set_index("id")
+    records, _ = load_benchmark("arch", benchmarks["arch"])
+    for r in records:
+        fc = RNA.fold_compound(r.sequence)
+        fc.mfe()
+        fc.pf()
+        bpp = np.array(fc.bpp())
+        i, j = np.nonzero(np.triu(bpp[1:, 1:] >= 1e-3, k=4))
+        mea = nested_pairs(i, j, bpp[i + 1, j + 1], 0.5)
+        assert frame.loc[r.id, "vienna_mea_n_pred_pairs"] == len(mea)
+
+
 def test_test_split_has_mlm_and_baselines(evaluated):
     _, summary, _ = evaluated
     test = summary["datasets"]["test"]
@@ -170,7 +188,7 @@ def test_mlm_masks_are_fixed(evaluated, checkpoint, tmp_path):
 
 def test_cli_caps_and_lists_what_it_leaves_out(checkpoint, benchmarks, tmp_path, capsys,
                                                monkeypatch):
-    monkeypatch.setattr(folding, "PARALLEL_MIN_SECONDS", 0.0)  # fold in 2 processes
+    monkeypatch.setattr(thermo, "PARALLEL_MIN_SECONDS", 0.0)  # fold in 2 processes
     out = tmp_path / "cli"
     cache = tmp_path / "vienna.parquet"
     args = ["--checkpoint", str(checkpoint), "--benchmark", f"arch={benchmarks['arch']}",
@@ -184,9 +202,12 @@ def test_cli_caps_and_lists_what_it_leaves_out(checkpoint, benchmarks, tmp_path,
     assert skipped[["id", "reason"]].values.tolist() == [["tRNA_long", "longer than max_length 100"]]
     first = json.loads((out / "summary.json").read_text())
     assert first["datasets"]["arch"]["n_evaluated"] == 3 and cache.exists()
-    # a rerun reads the ViennaRNA folds from the cache and gets the same scores
-    assert evaluate_main(args + ["--max_sequences", "2"]) == 0
+    assert first["thermo_features_computed"] == 3 and first["vienna_mea_threshold"] == 0.5
+    # a rerun reads the ViennaRNA features from the cache and gets the same scores
+    assert evaluate_main(args + ["--max_sequences", "2", "--vienna_mea_threshold", "0.3"]) == 0
     second = json.loads((out / "summary.json").read_text())
+    assert second["thermo_features_stored"] == 3 and second["thermo_features_computed"] == 0
+    assert second["vienna_mea_threshold"] == 0.3 and "command line" in second["baseline"]
     assert second["datasets"]["arch"]["n_evaluated"] == 2
     assert second["datasets"]["arch"]["all"]["vienna"]["f1"] == 1.0
     reasons = pd.read_csv(out / "not_evaluated.tsv", sep="\t")["reason"].tolist()
@@ -216,16 +237,16 @@ def test_bad_arguments(checkpoint, benchmarks, tmp_path, capsys):
 def test_archive_ii_subset_vienna_matches_reference():
     """200 ArchiveII sequences <= 200 nt: the ViennaRNA baseline, scored by this module,
     lands near the reference per-sequence F1 measured on the whole set (0.58)."""
-    from genesis_rna.evaluate import score_dataset
-    from genesis_rna.folding import vienna_structures
+    from genesis_rna.evaluate import score_dataset, vienna_baselines
     from genesis_rna.inference import Prediction
+    from genesis_rna.thermo import features_for
 
     path = shared_data("archiveII_bpseq.tar.gz")
     records, _ = load_benchmark("archiveII", path, max_length=200)
     records = [records[k] for k in np.random.default_rng(0).choice(len(records), 200, False)]
-    vienna = vienna_structures([r.sequence for r in records], threads=2)
+    feats = features_for([r.sequence for r in records], threads=2)
     dummy = [Prediction([], "E" * len(r.sequence), False, 1) for r in records]
-    frame, block = score_dataset(records, dummy, vienna)
+    frame, block = score_dataset(records, dummy, vienna_baselines(records, feats, 0.5))
     f1 = block["all"]["vienna"]["f1"]
     assert 0.5 < f1 < 0.75, f1
     assert block["all"]["vienna"]["f1_shift"] >= f1

@@ -105,6 +105,8 @@ TRAINER_MODULES = (
     "pair_metrics",
     "runtime",
     "sequences",
+    "folding",
+    "thermo",
 )
 
 
@@ -116,14 +118,68 @@ def finetune_enabled():
     return bool(config["finetune"]["structures"])
 
 
+def finetune_thermo():
+    """The fine-tune reads the thermo stage's features (finetune.thermo_features)."""
+    return finetune_enabled() and bool(config["finetune"]["thermo_features"])
+
+
+# Every model run name (output folder): rules' wildcard constraint.
+RUN_NAMES = (
+    "train|finetune|finetune_scratch|finetune_nothermo|finetune_scratch_nothermo"
+)
+
+
 def model_runs():
-    """Trained models, by output folder: the pretrained one, then the fine-tuned ones."""
+    """Trained models, by output folder: the pretrained one, then the fine-tuned ones (with
+    thermo_ablation also the same fine-tunes without thermodynamic features)."""
     runs = ["train"]
     if finetune_enabled():
-        runs.append("finetune")
+        tunes = ["finetune"]
         if config["finetune"]["scratch_baseline"]:
-            runs.append("finetune_scratch")
+            tunes.append("finetune_scratch")
+        runs += tunes
+        if finetune_thermo() and config["finetune"]["thermo_ablation"]:
+            runs += [f"{run}_nothermo" for run in tunes]
     return runs
+
+
+def run_reads_thermo(run):
+    return (
+        finetune_thermo()
+        and run.startswith("finetune")
+        and not run.endswith("_nothermo")
+    )
+
+
+def thermo_shards(data):
+    """The thermo stage's feature tables of a data set (split_<name> or benchmark_<name>)."""
+    n = config["thermo"]["shards"]
+    return [f"{RESULTS}/thermo/{data}/{k}-of-{n}.parquet" for k in range(n)]
+
+
+def thermo_source(data):
+    """The table a thermo data set is read from: a split table (the fine-tune labelling's
+    when fine-tuning, the same sequences) or a configured benchmark."""
+    kind, _, name = data.partition("_")
+    if kind == "split":
+        folder = "finetune_data" if finetune_enabled() else "split"
+        return f"{RESULTS}/{folder}/{name}.parquet"
+    return config["evaluate"]["benchmarks"][name]
+
+
+def evaluation_thermo():
+    """Feature tables of every evaluated set (baselines, and models that read them)."""
+    names = ["split_test"] + [
+        f"benchmark_{b}" for b in config["evaluate"]["benchmarks"]
+    ]
+    return [f for name in names for f in thermo_shards(name)]
+
+
+def vienna_mea_tuned():
+    """ViennaRNA MEA's threshold is tuned on the fine-tune validation labels (rule
+    tune_vienna_mea) unless the config fixes it; without fine-tuning labels it is 0.5.
+    """
+    return finetune_enabled() and config["evaluate"]["vienna_mea_threshold"] is None
 
 
 def model_file(run):

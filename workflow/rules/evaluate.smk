@@ -9,6 +9,10 @@ rule evaluate_model:
         model=lambda wc: model_file(wc.run),
         test=evaluation_test_split(),
         benchmarks=list(config["evaluate"]["benchmarks"].values()),
+        # ViennaRNA's features of every evaluated sequence: the baselines (MFE, MEA) and the
+        # input of models that read them
+        thermo=evaluation_thermo(),
+        vienna_mea=([rules.tune_vienna_mea.output[0]] if vienna_mea_tuned() else []),
         code=[
             package_source(f"genesis_rna.{m}")
             for m in (
@@ -16,6 +20,7 @@ rule evaluate_model:
                 "inference",
                 "runtime",
                 "folding",
+                "thermo",
                 "decoding",
                 "eval_metrics",
                 "pair_metrics",
@@ -38,7 +43,7 @@ rule evaluate_model:
     benchmark:
         f"{RESULTS}/benchmarks/evaluate_model/{{run}}.tsv"
     wildcard_constraints:
-        run="train|finetune|finetune_scratch",
+        run=RUN_NAMES,
     conda:
         "../envs/evaluate.yaml"
     threads: config["evaluate"]["threads"]
@@ -47,8 +52,7 @@ rule evaluate_model:
         max_length=config["evaluate"]["max_length"],
         max_sequences=config["evaluate"]["max_sequences"],
         baseline=config["evaluate"]["baseline"],
-        # ViennaRNA folds do not depend on the model: cached outside the declared outputs
-        baseline_cache=f"{RESULTS}/evaluation_cache/vienna_folds.parquet",
+        vienna_mea_threshold=config["evaluate"]["vienna_mea_threshold"],
     script:
         "../scripts/evaluate_model.py"
 
@@ -75,7 +79,7 @@ rule plot_evaluation:
     log:
         f"{RESULTS}/logs/plot_evaluation/{{run}}.log",
     wildcard_constraints:
-        run="train|finetune|finetune_scratch",
+        run=RUN_NAMES,
     conda:
         "../envs/plot.yaml"
     script:

@@ -1,6 +1,8 @@
 # Stage 2: fine-tune the pretrained model on provided (curated or comparative) structures of the
 # same split, weights only (fresh optimizer, schedule, AST). With finetune.scratch_baseline the
 # same fine-tune also runs from random weights: the ablation that says what pretraining buys.
+# With finetune.thermo_features the fine-tuned models read the thermo stage's features; with
+# finetune.thermo_ablation each also runs without them (<run>_nothermo), same budget.
 
 
 rule label_finetune:
@@ -31,7 +33,7 @@ rule finetune_model:
         train_config=config["finetune"]["config"],
         # the pretrained weights; the scratch baseline starts from random weights instead
         init=lambda wc: (
-            [] if wc.run == "finetune_scratch" else [rules.train_model.output.model]
+            [] if "scratch" in wc.run else [rules.train_model.output.model]
         ),
         code=trainer_code(),
     output:
@@ -44,7 +46,7 @@ rule finetune_model:
     benchmark:
         f"{RESULTS}/benchmarks/{{run}}_model.tsv"
     wildcard_constraints:
-        run="finetune|finetune_scratch",
+        run="finetune|finetune_scratch|finetune_nothermo|finetune_scratch_nothermo",
     conda:
         "../envs/train.yaml"
     threads: config["train"]["threads"]
@@ -55,7 +57,12 @@ rule finetune_model:
         output_dir=lambda wc, output: os.path.dirname(output.model),
         checkpoint_dir=lambda wc: f"{RESULTS}/{wc.run}_checkpoints",
         init=lambda wc, input: f"--init_from {input.init[0]}" if input.init else "",
-        overrides=train_overrides("finetune"),
+        overrides=lambda wc: train_overrides("finetune")
+        + (
+            " --thermo_features"
+            if run_reads_thermo(wc.run)
+            else " --no-thermo_features"
+        ),
         launcher=train_launcher(),
         threads_per_process=lambda wc, threads: max(
             1, threads // max(1, config["train"]["gpus"])

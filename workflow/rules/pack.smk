@@ -6,8 +6,14 @@
 rule pack_split:
     input:
         table=f"{RESULTS}/{{data}}/{{split}}.parquet",
+        # the fine-tune's thermodynamic features, packed beside the labels when it reads them
+        thermo=lambda wc: (
+            thermo_shards(f"split_{wc.split}")
+            if wc.data == "finetune_data" and finetune_thermo()
+            else []
+        ),
         # the array layout is this module's: a format change repacks
-        code=package_source("genesis_rna.packed"),
+        code=[package_source(f"genesis_rna.{m}") for m in ("packed", "thermo")],
     output:
         packed=directory(f"{RESULTS}/packed/{{data}}/{{split}}"),
     log:

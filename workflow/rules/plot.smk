@@ -19,7 +19,7 @@ rule plot_metrics:
     log:
         f"{RESULTS}/logs/plot_metrics/{{run}}.log",
     wildcard_constraints:
-        run="train|finetune|finetune_scratch",
+        run=RUN_NAMES,
     conda:
         "../envs/plot.yaml"
     script:
