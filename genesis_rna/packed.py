@@ -121,11 +121,8 @@ class PackWriter(AtomicWriter):
         for k, rid in enumerate(id_bytes):
             fingerprint_row(self._sha, rid, tokens[o[k] : o[k + 1]], elements[o[k] : o[k + 1]],
                             pairs[po[k] : po[k + 1]])
-            if thermo is not None:  # the features are part of what a model trained on
-                f = thermo[k]
-                for part in (b"\4", np.ascontiguousarray(f.bpp_i), np.ascontiguousarray(f.bpp_j),
-                             np.ascontiguousarray(f.bpp_p), np.ascontiguousarray(f.mfe)):
-                    self._sha.update(part)
+        # the thermodynamic features are a function of the sequence (and of the ViennaRNA
+        # version, which the thermo stage records): the fingerprint stays the table's
         if thermo is not None:
             self._add_thermo(thermo)
         id_len = np.fromiter((len(b) for b in id_bytes), np.int64, len(id_bytes))

@@ -136,6 +136,8 @@ def test_finetune_stage_starts_from_the_pretrained_weights(trained_copy):
     import pyarrow.parquet as pq
     import yaml
 
+    from genesis_rna.packed import PackedSplit
+
     results = trained_copy / "results"
     run_cfg = yaml.safe_load((results / "finetune" / "run_config.yaml").read_text())
     assert run_cfg["init_from"] == "results/train/model.pt"
@@ -150,10 +152,25 @@ def test_finetune_stage_starts_from_the_pretrained_weights(trained_copy):
         assert sources == {"provided:tiny_structures.tsv"}
     log = (results / "logs" / "finetune_model.log").read_text()
     assert "initialized from the weights of results/train/model.pt" in log
+    # the demo fine-tune reads the thermo stage's features; the pretrained model does not
+    assert "new at zero: pair_head.thermo_in.weight" in log
+    assert yaml.safe_load((results / "train" / "run_config.yaml").read_text())["model"][
+        "thermo_features"] is False
+    assert run_cfg["model"]["thermo_features"] is True
+    assert PackedSplit(results / "packed" / "finetune_data" / "train").has_thermo
+    assert not PackedSplit(results / "packed" / "split" / "train").has_thermo
+    for data in ("split_train", "split_val", "split_test"):
+        feats = pq.read_table(results / "thermo" / data / "0-of-1.parquet")
+        table = results / "finetune_data" / f"{data[6:]}.parquet"
+        assert feats.num_rows == pq.read_metadata(table).num_rows  # every sequence folded
+    tuned = json.loads((results / "thermo" / "vienna_mea_threshold.json").read_text())
+    summary = json.loads((results / "evaluation" / "finetune" / "summary.json").read_text())
+    assert summary["vienna_mea_threshold"] == tuned["threshold"] and summary["thermo_features"]
     models = pd.read_csv(results / "evaluation" / "models.tsv", sep="\t")
     assert set(models["run"]) == {"train", "finetune"}
     assert set(models["dataset"]) == {"test"}
     assert models["model_f1"].between(0, 1).all() and models["vienna_f1"].between(0, 1).all()
+    assert models["vienna_mea_f1"].between(0, 1).all()
     assert (models["pair_decoder"] == "mea").all()
     # editing the fine-tune config reruns the fine-tune and what reads it, not the pretraining
     _tiny_config(trained_copy)
@@ -163,6 +180,6 @@ def test_finetune_stage_starts_from_the_pretrained_weights(trained_copy):
         cfg.write_text(before.replace("learning_rate: 1.0e-3", "learning_rate: 5.0e-4"))
         plan = planned_rules(trained_copy, "--configfile=test_config.yaml")
         assert {"finetune_model", "evaluate_model", "compare_models"} <= plan
-        assert not plan & (UPSTREAM | {"train_model", "label_finetune"}), plan
+        assert not plan & (UPSTREAM | {"train_model", "label_finetune", "thermo_features"}), plan
     finally:
         cfg.write_text(before)
