@@ -4,7 +4,8 @@ structure benchmarks, side by side with ViennaRNA MFE on the very same sequences
 Per data set (``test`` for the split, else the benchmark's name) it writes, into ``out_dir``:
 - ``per_sequence_<dataset>.tsv``: one row per evaluated sequence (id, family, length, length
   bin, windowed flag, true pair count, and for the model and ViennaRNA: predicted pair count,
-  P/R/F1 exact and with a one-position shift, MCC, the counts behind pooling, element accuracy);
+  P/R/F1 exact and with a one-position shift, MCC, the counts behind pooling, element accuracy;
+  the sequence, its true and the model's structure in dot-bracket, for the gallery);
 and, over all data sets: ``summary.json`` (everything, nested), ``summary.tsv`` (one row per
 data set x breakdown group, model and baseline columns side by side) and
 ``not_evaluated.tsv`` (dataset, id, length, reason for every record left out). The F1 plots are
@@ -68,7 +69,7 @@ from genesis_rna.inference import (
 from genesis_rna.pair_metrics import Pair
 from genesis_rna.runtime import add_inference_arguments, autocast_for
 from genesis_rna.sequences import MODEL_INPUT, normalize_sequence
-from genesis_rna.structures import element_labels
+from genesis_rna.structures import element_labels, pairs_to_dot_bracket
 from genesis_rna.tokenization import A_ID, N_ID, VOCAB
 
 TEST_NAME = "test"
@@ -208,6 +209,14 @@ def _group_block(scores: Mapping[str, list[dict]], elements: Mapping[str, list[s
     return out
 
 
+def _dot_bracket(pairs: list[Pair], length: int) -> str:
+    """Dot-bracket of curated pairs; empty when they need more bracket pages than exist."""
+    try:
+        return pairs_to_dot_bracket(pairs, length)
+    except ValueError:
+        return ""
+
+
 def score_dataset(records: Sequence[EvalRecord], predictions: Sequence,
                   vienna: Sequence[list[Pair]] | None) -> tuple[pd.DataFrame, dict]:
     """Per-sequence table and summary block (overall, per family, per length bin)."""
@@ -243,6 +252,11 @@ def score_dataset(records: Sequence[EvalRecord], predictions: Sequence,
         table[f"{method}_element_acc"] = [
             float(np.mean(np.frombuffer(a.encode(), np.uint8) == np.frombuffer(b.encode(), np.uint8)))
             for a, b in zip(elements[method], elements["true"], strict=True)]
+    # what eval_plots' gallery draws side by side
+    table["sequence"] = [r.sequence for r in records]
+    table["true_structure"] = [_dot_bracket(r.pairs, len(r.sequence)) for r in records]
+    table["model_structure"] = [pairs_to_dot_bracket(p.pairs, len(r.sequence))
+                                for p, r in zip(predictions, records, strict=True)]
     frame = pd.DataFrame(table)
 
     overall = _group_block(scores, elements, range(n))

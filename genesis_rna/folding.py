@@ -46,6 +46,20 @@ def mfe_fold(sequence: str, max_bp_span: int = -1, temperature: float = 37.0) ->
     return structure, float(mfe)
 
 
+def structure_energy(sequence: str, pairs: Iterable[Pair]) -> float:
+    """Free energy (kcal/mol, ViennaRNA default parameters) of a structure on ``sequence``, as
+    ``RNA.fold_compound(sequence).eval_structure`` gives it (what RNAfold prints beside a
+    structure). Pseudoknotted pairs are outside ViennaRNA's energy model: the energy is that of
+    the nested part (``structures.split_pseudoknots``)."""
+    import RNA
+
+    from genesis_rna.structures import pairs_to_dot_bracket, split_pseudoknots
+
+    nested, _ = split_pseudoknots(pairs)
+    db = pairs_to_dot_bracket(nested, len(sequence))
+    return float(RNA.fold_compound(sequence).eval_structure(db))
+
+
 # Worker processes are spawned (the parent holds torch's threads, so no fork); each start
 # costs an import of this package, a few seconds, so small jobs fold in-process. Estimated
 # serial folding time: about (L / 100 nt)^3 / 215 s per sequence (ViennaRNA MFE is cubic).
