@@ -9,10 +9,10 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from genesis_rna.benchmarks import iter_benchmark_records, sniff_format
 from genesis_rna.decoding import canonical_mask
 from genesis_rna.inference import length_batches, predict_structures, window_starts
 from genesis_rna.model import GenesisRNA, model_config_for
-from genesis_rna.benchmarks import iter_benchmark_records, sniff_format
 from genesis_rna.predict import main as predict_main
 from genesis_rna.predict_io import read_inputs, safe_file_names
 from genesis_rna.structures import (
