@@ -28,6 +28,11 @@ DOT_PLOT_INCHES = 6.0
 DOT_PLOT_DPI = 100
 DOT_PLOT_PIXELS = int(DOT_PLOT_INCHES * DOT_PLOT_DPI)  # the PNG is this many pixels square
 LETTERS_UP_TO = 120  # nucleotide letters are drawn on panels of sequences up to this length
+TITLE_CHARS = 60  # longer titles are cut (with '...') so they fit the figure
+
+
+def _short(title: str) -> str:
+    return title if len(title) <= TITLE_CHARS else title[:TITLE_CHARS - 3] + "..."
 
 
 def _nested_dot_bracket(length: int, pairs: Iterable[Pair]) -> str:
@@ -72,8 +77,8 @@ def draw_dot_plot(path: str | Path, sequence: str, probs: tuple[np.ndarray, np.n
     ax.set_ylim(n + 0.5, 0.5)
     ax.set_xlabel("position (nt)")
     ax.set_ylabel("position (nt)")
-    ax.set_title(f"{title}\nupper right: model pair probability; lower left: decoded structure",
-                 fontsize=9)
+    ax.set_title(f"{_short(title)}\nupper right: model pair probability; lower left: decoded "
+                 "structure", fontsize=9)
     fig.colorbar(shown, ax=ax, shrink=0.7, label="pair probability (model)")
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=DOT_PLOT_DPI)
@@ -107,4 +112,4 @@ def draw_structure_panel(ax: Axes, sequence: str, pairs: Sequence[Pair],
     ax.plot(*xy[0], marker="o", markersize=4, color="black", zorder=4)  # the 5' end
     ax.set_aspect("equal")
     ax.set_axis_off()
-    ax.set_title(title, fontsize=8)
+    ax.set_title("\n".join(_short(line) for line in title.split("\n")), fontsize=8)
