@@ -478,8 +478,8 @@ def bench_ast(split_dir: Path, train_config: Path, model_size: str, train_rows: 
         train, val = m.train, m.val
         cum = np.cumsum(train["epoch_time_s"]).tolist()
         runs[n] = {"cum_seconds": cum, "val_pair_f1": [float(x) for x in val["pair_f1"]],
-                   "val_mlm_acc": [float(x) for x in val["mlm_acc"]],
-                   "val_struct_acc": [float(x) for x in val["struct_acc"]],
+                   "val_mlm_acc": [float(x) for x in val["mlm_accuracy"]],
+                   "val_struct_acc": [float(x) for x in val["structure_accuracy"]],
                    "activation": [float(x) for x in train["activation_rate"]],
                    "val_pair_f1_tuned": float(
                        load_checkpoint(out / "model.pt")["pair_threshold_val_f1"]),

@@ -13,6 +13,7 @@ import torch
 from genesis_rna.data import IGNORE_INDEX
 from genesis_rna.decoding import batch_candidates, decode_candidates
 from genesis_rna.distributed import Distributed
+from genesis_rna.metrics_logger import renamed
 from genesis_rna.pair_metrics import PairMetrics
 from genesis_rna.tasks import LOSS_COLUMNS
 
@@ -38,6 +39,7 @@ class EpochStats:
     def __init__(self, state: dict | None = None):
         self.v = {k: 0.0 for k in self.KEYS}
         if state:
+            state = renamed(state)  # a checkpoint written before the columns were renamed
             self.v.update({k: float(state[k]) for k in self.KEYS})
 
     def state(self) -> dict:
@@ -97,8 +99,8 @@ class EpochStats:
         n = max(v["pair_n"], 1)
         return {
             **{k: v[k] / steps for k in LOSS_KEYS},
-            "mlm_acc": v["mlm_correct"] / max(v["mlm_total"], 1),
-            "struct_acc": v["struct_correct"] / max(v["struct_total"], 1),
+            "mlm_accuracy": v["mlm_correct"] / max(v["mlm_total"], 1),
+            "structure_accuracy": v["struct_correct"] / max(v["struct_total"], 1),
             "pair_precision": v["pair_p"] / n, "pair_recall": v["pair_r"] / n,
             "pair_f1": v["pair_f1"] / n,
             "tokens_per_s": v["tokens"] / v["compute_s"] if v["compute_s"] > 0 else 0.0,

@@ -2,8 +2,11 @@
 ``per_sequence_<dataset>.tsv`` tables), so editing a plot redraws it without re-evaluating.
 
 Per data set, into the evaluation folder: ``f1_per_family_<dataset>.png`` (model vs ViennaRNA
-MFE and MEA, mean F1 per family; per length bin when the data set has no families) and
-``f1_vs_length_<dataset>.png``. ``python -m genesis_rna.eval_plots --eval_dir DIR`` redraws them.
+MFE and MEA, mean F1 per family; per length bin when the data set has no families),
+``f1_vs_length_<dataset>.png`` and ``gallery_<dataset>.png`` (the best, median and worst
+sequence by the model's F1: its predicted structure beside the reference, drawn on ViennaRNA's
+layout by ``drawing``, pairs coloured found / wrong / missed).
+``python -m genesis_rna.eval_plots --eval_dir DIR`` redraws them.
 """
 
 from __future__ import annotations
@@ -19,8 +22,13 @@ import pandas as pd
 
 from genesis_rna.atomic import atomic_path
 from genesis_rna.errors import GenesisError, InputFileError
+from genesis_rna.structures import parse_dot_bracket
 
-PLOT_KINDS = ("f1_per_family", "f1_vs_length")
+PLOT_KINDS = ("f1_per_family", "f1_vs_length", "gallery")
+# The per-sequence columns the gallery draws (evaluate writes them).
+GALLERY_COLUMNS = ("sequence", "true_structure", "model_structure")
+# Pair colours of the gallery: in both structures, predicted only, reference only.
+_FOUND, _WRONG, _MISSED = "tab:green", "tab:red", "tab:purple"
 # Said under the title when the data set's labels are the baseline's own folds.
 BASELINE_LABELS_NOTE = "(test labels are ViennaRNA folds: the baseline matches them by construction)"
 # Methods drawn, in legend order, with their labels and colours.
@@ -101,6 +109,64 @@ def plot_f1_vs_length(path: Path, dataset: str, frame: pd.DataFrame, block: dict
     _save_figure(fig, path)
 
 
+def gallery_rows(frame: pd.DataFrame) -> list[tuple[str, int]]:
+    """(label, row index) of the best, median and worst sequence by the model's F1 (rows
+    without an F1 left out; each row at most once, so fewer on tiny sets)."""
+    scored = frame[np.isfinite(frame["model_f1"].astype(float))]
+    if scored.empty:
+        return []
+    order = scored.sort_values(["model_f1", "id"], ascending=[False, True], kind="stable").index
+    picks = [("best", order[0]), ("median", order[len(order) // 2]), ("worst", order[-1])]
+    seen: set[int] = set()
+    out = []
+    for label, idx in picks:
+        if idx not in seen:
+            seen.add(idx)
+            out.append((label, int(idx)))
+    return out
+
+
+def plot_gallery(path: Path, dataset: str, frame: pd.DataFrame, note: str = "") -> None:
+    """Best, median and worst sequence (model F1): predicted structure left, reference right."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
+
+    from genesis_rna.drawing import draw_structure_panel
+
+    rows = gallery_rows(frame)
+    fig = Figure(figsize=(10, 4.6 * max(len(rows), 1)), layout="constrained")
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(max(len(rows), 1), 2, squeeze=False)
+    source = f"per_sequence_{dataset}.tsv"
+    for (label, idx), (ax_pred, ax_true) in zip(rows, axes, strict=False):
+        row = frame.loc[idx]
+        seq = str(row["sequence"])
+        pred = parse_dot_bracket(str(row["model_structure"]), source=source)
+        true = parse_dot_bracket(str(row["true_structure"]), source=source)
+        both = set(pred) & set(true)
+        head = f"{label}: {row['id']} ({len(seq)} nt)"
+        draw_structure_panel(ax_pred, seq, pred, [_FOUND if p in both else _WRONG for p in pred],
+                             f"{head}\nmodel, F1 {float(row['model_f1']):.3f} "
+                             f"({len(pred)} pairs, {len(both)} correct)")
+        draw_structure_panel(ax_true, seq, true,
+                             [_FOUND if p in both else _MISSED for p in true],
+                             f"{head}\nreference ({len(true)} pairs, {len(true) - len(both)} "
+                             "missed)")
+    if not rows:
+        axes[0, 0].text(0.5, 0.5, "no sequence with a pair F1", ha="center", va="center")
+        for ax in axes[0]:
+            ax.set_axis_off()
+    handles = [Line2D([], [], color=c, lw=2, label=t) for c, t in (
+        (_FOUND, "pair in both"), (_WRONG, "predicted, not in the reference"),
+        (_MISSED, "in the reference, not predicted"))]
+    fig.legend(handles=handles, loc="outside lower center", ncol=3, fontsize=9)
+    fig.suptitle(f"{dataset}: predicted and reference structures (best, median and worst "
+                 "model F1)" + (f"\n{note}" if note else ""), fontsize=11)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=110)
+
+
 def _read_summary(path: Path) -> dict:
     try:
         summary = json.loads(path.read_text(encoding="utf-8"))
@@ -143,6 +209,13 @@ def plot_evaluation(eval_dir: str | Path) -> list[Path]:
         plot_f1_per_family(written[-1], name, block, note)
         written.append(eval_dir / f"f1_vs_length_{name}.png")
         plot_f1_vs_length(written[-1], name, frame, block, note)
+        absent = [c for c in GALLERY_COLUMNS if c not in frame.columns]
+        if absent:  # an evaluation written before the gallery existed
+            print(f"note: {table} has no column(s) {', '.join(absent)}: no gallery for {name} "
+                  "(evaluate again to get one)", file=sys.stderr)
+            continue
+        written.append(eval_dir / f"gallery_{name}.png")
+        plot_gallery(written[-1], name, frame.fillna({c: "" for c in GALLERY_COLUMNS}), note)
     return written
 
 

@@ -8,7 +8,8 @@ thermodynamic input channels also reads; features the stage did not store are co
 Per data set (``test`` for the split, else the benchmark's name) it writes, into ``out_dir``:
 - ``per_sequence_<dataset>.tsv``: one row per evaluated sequence (id, family, length, length
   bin, windowed flag, true pair count, and for the model and ViennaRNA: predicted pair count,
-  P/R/F1 exact and with a one-position shift, MCC, the counts behind pooling, element accuracy);
+  P/R/F1 exact and with a one-position shift, MCC, the counts behind pooling, element accuracy;
+  the sequence, its true and the model's structure in dot-bracket, for the gallery);
 and, over all data sets: ``summary.json`` (everything, nested), ``summary.tsv`` (one row per
 data set x breakdown group, model and baseline columns side by side) and
 ``not_evaluated.tsv`` (dataset, id, length, reason for every record left out). The F1 plots are
@@ -74,7 +75,7 @@ from genesis_rna.inference import (
 from genesis_rna.pair_metrics import Pair
 from genesis_rna.runtime import add_inference_arguments, autocast_for
 from genesis_rna.sequences import MODEL_INPUT, normalize_sequence
-from genesis_rna.structures import element_labels
+from genesis_rna.structures import element_labels, pairs_to_dot_bracket
 from genesis_rna.tables import write_table
 from genesis_rna.thermo import THERMO, ThermoStore, features_for, to_row
 from genesis_rna.tokenization import A_ID, N_ID, VOCAB
@@ -229,6 +230,14 @@ def vienna_baselines(records: Sequence[EvalRecord], features: Sequence[ThermoFea
     return {"vienna": [sorted(map(tuple, f.mfe.tolist())) for f in features], "vienna_mea": mea}
 
 
+def _dot_bracket(pairs: list[Pair], length: int) -> str:
+    """Dot-bracket of curated pairs; empty when they need more bracket pages than exist."""
+    try:
+        return pairs_to_dot_bracket(pairs, length)
+    except ValueError:
+        return ""
+
+
 def score_dataset(records: Sequence[EvalRecord], predictions: Sequence,
                   baselines: Mapping[str, Sequence[list[Pair]]] | None = None
                   ) -> tuple[pd.DataFrame, dict]:
@@ -266,6 +275,11 @@ def score_dataset(records: Sequence[EvalRecord], predictions: Sequence,
         table[f"{method}_element_acc"] = [
             float(np.mean(np.frombuffer(a.encode(), np.uint8) == np.frombuffer(b.encode(), np.uint8)))
             for a, b in zip(elements[method], elements["true"], strict=True)]
+    # what eval_plots' gallery draws side by side
+    table["sequence"] = [r.sequence for r in records]
+    table["true_structure"] = [_dot_bracket(r.pairs, len(r.sequence)) for r in records]
+    table["model_structure"] = [pairs_to_dot_bracket(p.pairs, len(r.sequence))
+                                for p, r in zip(predictions, records, strict=True)]
     frame = pd.DataFrame(table)
 
     overall = _group_block(scores, elements, range(n))

@@ -1,5 +1,6 @@
 """ViennaRNA folding, one place for the package: the annotate stage's MFE labels
-(``mfe_fold`` with its settings) and the thermodynamic features (``thermo_features``:
+(``mfe_fold`` with its settings), the free energy of a given structure (``structure_energy``)
+and the thermodynamic features (``thermo_features``:
 partition-function base-pair probabilities above ``BPP_FLOOR`` and the MFE pairs, default
 parameters), which the thermo stage stores, the fine-tuned model reads as input channels and
 evaluation turns into ViennaRNA's MFE and MEA baselines.
@@ -10,10 +11,12 @@ is never called, and spawned workers import it once.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
 
+from genesis_rna.pair_metrics import Pair
 from genesis_rna.structures import parse_dot_bracket
 
 
@@ -37,6 +40,20 @@ def mfe_fold(sequence: str, max_bp_span: int = -1, temperature: float = 37.0) ->
         md.max_bp_span = max_bp_span
     structure, mfe = RNA.fold_compound(sequence, md).mfe()
     return structure, float(mfe)
+
+
+def structure_energy(sequence: str, pairs: Iterable[Pair]) -> float:
+    """Free energy (kcal/mol, ViennaRNA default parameters) of a structure on ``sequence``, as
+    ``RNA.fold_compound(sequence).eval_structure`` gives it (what RNAfold prints beside a
+    structure). Pseudoknotted pairs are outside ViennaRNA's energy model: the energy is that of
+    the nested part (``structures.split_pseudoknots``)."""
+    import RNA
+
+    from genesis_rna.structures import pairs_to_dot_bracket, split_pseudoknots
+
+    nested, _ = split_pseudoknots(pairs)
+    db = pairs_to_dot_bracket(nested, len(sequence))
+    return float(RNA.fold_compound(sequence).eval_structure(db))
 
 
 # Pair probabilities below this are not stored. Decoding never uses them (the lowest MEA

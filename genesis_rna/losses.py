@@ -21,7 +21,7 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from genesis_rna.data import IGNORE_INDEX, dense_pair_target
-from genesis_rna.tasks import TASK_NAMES
+from genesis_rna.tasks import LOSS_COLUMN, TASK_NAMES
 
 
 def pair_loss_mask(nucleotide_mask: torch.Tensor, min_sep: int = 4) -> torch.Tensor:
@@ -149,9 +149,10 @@ class LossOutput:
         return next(t.value for t in self.terms if t.name == name)
 
     def values(self) -> dict[str, float]:
-        """The logged loss values: ``loss`` (the total) and ``loss_<task>`` per term."""
+        """The logged loss values: ``loss`` (the total) and each term's metrics column
+        (``tasks.LOSS_COLUMN``)."""
         return {"loss": float(self.total.detach()),
-                **{f"loss_{t.name}": float(t.value.detach()) for t in self.terms}}
+                **{LOSS_COLUMN[t.name]: float(t.value.detach()) for t in self.terms}}
 
 
 DEFAULT_WEIGHTS = {"mlm": 1.0, "struct": 0.8, "pair": 1.5}

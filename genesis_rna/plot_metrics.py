@@ -12,6 +12,12 @@ writes next to the metrics file), never assumed: a plot that shows a target the 
 would mislead. The CSV is validated before anything is drawn, so a truncated or hand-edited
 file fails with its name and line instead of producing a plausible-looking wrong figure.
 
+Both our CSVs and the replaced project's are read (ours begin with its 14 columns, see
+``metrics_logger``; our earlier column names are mapped by ``metrics_logger.RENAMED``). Only
+``epoch`` and ``phase`` are required: a panel whose column the file lacks (the old project
+wrote no ``samples_skipped``, for one) is left out, its place saying which column is missing,
+and ``plot_metrics`` lists those columns in ``Metrics.absent``.
+
 Figures are built with the object API on an Agg canvas (no pyplot, no display, no global
 backend switch) so importing this module never changes a caller's matplotlib state.
 """
@@ -36,13 +42,14 @@ from matplotlib.ticker import FormatStrFormatter, MaxNLocator
 
 from genesis_rna.atomic import atomic_path
 from genesis_rna.errors import ConfigError, GenesisError, InputFileError
-from genesis_rna.metrics_logger import COLUMNS
+from genesis_rna.metrics_logger import COLUMNS, RENAMED
 from genesis_rna.tasks import TASKS
 
 DPI = 120
 PHASES = ("train", "val")
 INT_COLUMNS = frozenset({"epoch", "step", "samples_skipped", "nonfinite_steps"})
 NUMERIC_COLUMNS = tuple(c for c in COLUMNS if c != "phase")
+REQUIRED_COLUMNS = ("epoch", "phase")
 OUTPUT_NAMES = ("losses.png", "accuracies.png", "lr_activation.png", "summary.png")
 
 STYLE = {
@@ -61,12 +68,17 @@ class Metrics:
     """Per-phase columns of one run, each an array ordered by epoch.
 
     ``train`` always has rows; ``val`` may lack the last epoch when a run was stopped between
-    its train and val rows (that epoch is then plotted for train only).
+    its train and val rows (that epoch is then plotted for train only). Columns the file lacks
+    are in neither and are listed in ``absent``.
     """
 
     path: Path
     train: dict[str, np.ndarray]
     val: dict[str, np.ndarray]
+    absent: tuple[str, ...] = ()
+
+    def has(self, column: str) -> bool:
+        return column in self.train
 
     def phase(self, name: str) -> dict[str, np.ndarray]:
         return self.train if name == "train" else self.val
@@ -93,11 +105,13 @@ def _parse_number(path: Path, line: int, column: str, text: str) -> float:
 
 
 def read_metrics(metrics_file: str | Path) -> Metrics:
-    """Read and validate a ``training_metrics.csv`` (column contract in ``metrics_logger``).
+    """Read and validate a ``training_metrics.csv`` (column contract in ``metrics_logger``),
+    ours or the replaced project's.
 
-    Raises InputFileError naming the file (and line) for: a missing or empty file, missing
-    columns, a file with a header but no rows, a row with the wrong number of fields, an empty
-    or non-numeric cell, an unknown phase, or an (epoch, phase) given twice.
+    Raises InputFileError naming the file (and line) for: a missing or empty file, no
+    ``epoch`` or ``phase`` column or no metric column at all, a file with a header but no rows,
+    a row with the wrong number of fields, an empty or non-numeric cell, an unknown phase, or
+    an (epoch, phase) given twice. Other columns may be absent (``Metrics.absent``).
     """
     path = Path(metrics_file)
     if not path.is_file():
@@ -107,14 +121,17 @@ def read_metrics(metrics_file: str | Path) -> Metrics:
         reader = csv.reader(fh)
         header = next(reader, None)
         if header is None or not any(h.strip() for h in header):
-            raise InputFileError(path, "empty file: no header; missing columns: "
+            raise InputFileError(path, "empty file: no header; expected columns: "
                                  + ", ".join(COLUMNS))
-        header = [h.strip() for h in header]
-        missing = [c for c in COLUMNS if c not in header]
-        if missing:
-            raise InputFileError(path, "missing column(s): " + ", ".join(missing)
-                                 + f" (header has: {', '.join(header)})", line=1)
-        index = {c: header.index(c) for c in COLUMNS}
+        header = [RENAMED.get(h.strip(), h.strip()) for h in header]
+        present = [c for c in NUMERIC_COLUMNS if c in header]
+        missing = [c for c in REQUIRED_COLUMNS if c not in header]
+        if missing or present == ["epoch"]:
+            raise InputFileError(path, "missing column(s): "
+                                 + ", ".join(missing or ["any metric"])
+                                 + f" (header has: {', '.join(header)}; expected: "
+                                 + ", ".join(COLUMNS) + ")", line=1)
+        index = {c: header.index(c) for c in (*present, "phase")}
         for fields in reader:
             line = reader.line_num
             if not fields or all(not f.strip() for f in fields):
@@ -126,8 +143,7 @@ def read_metrics(metrics_file: str | Path) -> Metrics:
             if phase not in PHASES:
                 raise InputFileError(path, f"column 'phase': {phase!r} is not one of {PHASES}",
                                      line=line)
-            values = {c: _parse_number(path, line, c, fields[index[c]])
-                      for c in NUMERIC_COLUMNS}
+            values = {c: _parse_number(path, line, c, fields[index[c]]) for c in present}
             epoch = int(values["epoch"])
             if epoch in rows[phase]:
                 raise InputFileError(path, f"second {phase} row for epoch {epoch}", line=line)
@@ -140,10 +156,11 @@ def read_metrics(metrics_file: str | Path) -> Metrics:
 
     def columns(by_epoch: dict[int, dict[str, float]]) -> dict[str, np.ndarray]:
         epochs = sorted(by_epoch)
-        return {c: np.array([by_epoch[e][c] for e in epochs], dtype=float)
-                for c in NUMERIC_COLUMNS}
+        return {c: np.array([by_epoch[e][c] for e in epochs], dtype=float) for c in present}
 
-    return Metrics(path=path, train=columns(rows["train"]), val=columns(rows["val"]))
+    absent = tuple(c for c in NUMERIC_COLUMNS if c not in present)
+    return Metrics(path=path, train=columns(rows["train"]), val=columns(rows["val"]),
+                   absent=absent)
 
 
 def load_run_config(path: str | Path) -> dict[str, Any]:
@@ -233,6 +250,8 @@ def schedule_label(run_config: Mapping[str, Any] | None) -> str:
 
 def best_val_f1(metrics: Metrics) -> tuple[float, int] | None:
     """(best val pair F1, its epoch), or None when there is no finite val F1."""
+    if not metrics.has("pair_f1"):
+        return None
     f1 = metrics.val["pair_f1"]
     if f1.size == 0 or not np.isfinite(f1).any():
         return None
@@ -277,6 +296,14 @@ def _epoch_axis(ax: Axes, metrics: Metrics) -> None:
     ax.grid(True, alpha=0.3)
 
 
+def _absent_panel(ax: Axes, title: str, column: str) -> None:
+    """The place of a panel whose column the CSV lacks: left empty, saying why."""
+    ax.set_axis_off()
+    ax.set_title(title, color="grey")
+    ax.text(0.5, 0.5, f"not drawn: the metrics file has\nno '{column}' column",
+            ha="center", va="center", color="grey", transform=ax.transAxes)
+
+
 def _plot_phases(ax: Axes, metrics: Metrics, column: str, phases: Sequence[str] = PHASES,
                  **style: Any) -> None:
     marker_size = 5 if metrics.n_epochs <= 40 else 0
@@ -290,6 +317,9 @@ def _plot_phases(ax: Axes, metrics: Metrics, column: str, phases: Sequence[str] 
 
 def _metric_panel(ax: Axes, metrics: Metrics, column: str, title: str, ylabel: str,
                   unit_range: bool = False) -> None:
+    if not metrics.has(column):
+        _absent_panel(ax, title, column)
+        return
     _plot_phases(ax, metrics, column)
     ax.set_title(title)
     ax.set_ylabel(ylabel)
@@ -310,7 +340,10 @@ def _mark_best_f1(ax: Axes, metrics: Metrics) -> None:
 
 
 def _lr_panel(ax: Axes, metrics: Metrics, run_config: Mapping[str, Any] | None) -> None:
-    _plot_phases(ax, metrics, "lr", phases=("train",), label="train, at epoch end")
+    if not metrics.has("learning_rate"):
+        _absent_panel(ax, "Learning rate", "learning_rate")
+        return
+    _plot_phases(ax, metrics, "learning_rate", phases=("train",), label="train, at epoch end")
     ax.set_title("Learning rate")
     ax.set_ylabel("learning rate")
     ax.set_ylim(bottom=0)
@@ -322,6 +355,9 @@ def _lr_panel(ax: Axes, metrics: Metrics, run_config: Mapping[str, Any] | None) 
 
 
 def _activation_panel(ax: Axes, metrics: Metrics, run_config: Mapping[str, Any] | None) -> None:
+    if not metrics.has("activation_rate"):
+        _absent_panel(ax, "AST activation rate", "activation_rate")
+        return
     _plot_phases(ax, metrics, "activation_rate", phases=("train",), label="train")
     target = activation_target(run_config)
     if target is not None:
@@ -340,6 +376,9 @@ def _activation_panel(ax: Axes, metrics: Metrics, run_config: Mapping[str, Any] 
 
 
 def _skipped_panel(ax: Axes, metrics: Metrics) -> None:
+    if not metrics.has("samples_skipped"):
+        _absent_panel(ax, "Samples skipped by AST", "samples_skipped")
+        return
     epochs, skipped = metrics.train["epoch"], _finite(metrics.train["samples_skipped"])
     ax.bar(epochs, skipped, width=0.6, color=SKIPPED_COLOR)
     ax.set_title(f"Samples skipped by AST (total {int(np.nansum(skipped)):,})")
@@ -364,7 +403,7 @@ def plot_losses(metrics: Metrics, path: Path) -> Path:
         _metric_panel(ax, metrics, column, title, "loss")
     for ax in axes[len(panels):]:  # an odd number of panels leaves one cell empty
         ax.set_axis_off()
-    bad = int(np.nansum(metrics.train["nonfinite_steps"]))
+    bad = int(np.nansum(metrics.train.get("nonfinite_steps", 0)))
     suffix = f" | {bad} non-finite step(s) skipped" if bad else ""
     fig.suptitle(f"Losses, train vs val{suffix}", fontweight="bold")
     return _save(fig, path)
@@ -373,8 +412,8 @@ def plot_losses(metrics: Metrics, path: Path) -> Path:
 def plot_accuracies(metrics: Metrics, path: Path) -> Path:
     fig = _new_figure(14, 8)
     grid = fig.add_gridspec(2, 6)
-    top = (("mlm_acc", "MLM accuracy (masked positions)"),
-           ("struct_acc", "Structure accuracy (per nucleotide)"))
+    top = (("mlm_accuracy", "MLM accuracy (masked positions)"),
+           ("structure_accuracy", "Structure accuracy (per nucleotide)"))
     for i, (column, title) in enumerate(top):
         _metric_panel(fig.add_subplot(grid[0, 3 * i:3 * i + 3]), metrics, column, title,
                       "accuracy", unit_range=True)
@@ -383,7 +422,7 @@ def plot_accuracies(metrics: Metrics, path: Path) -> Path:
     for i, (column, title, ylabel) in enumerate(bottom):
         ax = fig.add_subplot(grid[1, 2 * i:2 * i + 2])
         _metric_panel(ax, metrics, column, title, ylabel, unit_range=True)
-        if column == "pair_f1":
+        if column == "pair_f1" and metrics.has(column):
             _mark_best_f1(ax, metrics)
             ax.legend(loc="best", fontsize="small")
     fig.suptitle("Accuracies, train vs val (pair metrics: per-sequence means)",
@@ -407,11 +446,13 @@ def plot_summary(metrics: Metrics, run_config: Mapping[str, Any] | None, path: P
     axes = fig.subplots(2, 3)
     _metric_panel(axes[0, 0], metrics, "loss", "Total loss", "loss")
     _metric_panel(axes[0, 1], metrics, "pair_f1", "Pair F1", "F1", unit_range=True)
-    _mark_best_f1(axes[0, 1], metrics)
-    axes[0, 1].legend(loc="best", fontsize="small")
-    _metric_panel(axes[0, 2], metrics, "struct_acc", "Structure accuracy", "accuracy",
+    if metrics.has("pair_f1"):
+        _mark_best_f1(axes[0, 1], metrics)
+        axes[0, 1].legend(loc="best", fontsize="small")
+    _metric_panel(axes[0, 2], metrics, "structure_accuracy", "Structure accuracy", "accuracy",
                   unit_range=True)
-    _metric_panel(axes[1, 0], metrics, "mlm_acc", "MLM accuracy", "accuracy", unit_range=True)
+    _metric_panel(axes[1, 0], metrics, "mlm_accuracy", "MLM accuracy", "accuracy",
+                  unit_range=True)
     _lr_panel(axes[1, 1], metrics, run_config)
     _activation_panel(axes[1, 2], metrics, run_config)
     fig.suptitle(run_title(metrics, run_config), fontweight="bold", fontsize="x-large")
@@ -426,9 +467,13 @@ def plot_metrics(metrics_file: str | Path, output_dir: str | Path,
     """Write losses.png, accuracies.png, lr_activation.png and summary.png; return their paths.
 
     ``run_config`` defaults to ``run_config.yaml`` next to the metrics file when that exists;
-    without one the plots say the AST target and schedule are unknown.
+    without one the plots say the AST target and schedule are unknown. Columns the file lacks
+    are named on stderr (their panels are left out).
     """
     metrics = read_metrics(metrics_file)
+    if metrics.absent:
+        print(f"note: {metrics.path} has no column(s) {', '.join(metrics.absent)}; their "
+              "panels are left out", file=sys.stderr)
     if run_config is None:
         default = metrics.path.parent / "run_config.yaml"
         run_config = default if default.is_file() else None

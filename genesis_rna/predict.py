@@ -1,11 +1,18 @@
-"""Fold new sequences with a trained model: FASTA in, dot-bracket FASTA out.
+"""Fold new sequences with a trained model: FASTA (or any structure file) in, dot-bracket
+FASTA, CT or bpseq out.
 
     python -m genesis_rna.predict --checkpoint model.pt --input seqs.fasta --output out.fa \
-        [--pair_probs probs.parquet|probs.npz] [--threshold X] [--decoder mea|greedy]
+        [--format dbn|ct|bpseq] [--draw DIR] [--pair_probs probs.parquet|probs.npz] \
+        [--threshold X] [--decoder mea|greedy] [--rejected FILE] [--strict]
 
-Each output record is ``>id``, the normalized sequence (T -> U, IUPAC codes -> N) and the
-predicted structure in dot-bracket notation: ``.`` an unpaired base, ``(`` and ``)`` the two
-bases of a pair. With the default ``mea`` decoder the structure is nested (no crossing
+The input's format is read from its content (``benchmarks.sniff_format``). A record that cannot
+be folded (no id, empty, a gap or an illegal character) is skipped and listed at the end (all
+of them in ``--rejected``); the run fails only with ``--strict`` (at the first such record,
+before folding) or when no record is left. Ids given twice are folded twice, with a warning.
+Output and drawings: ``predict_io``. Each dot-bracket record is ``>id``, the normalized sequence
+(T -> U, IUPAC codes -> N) and the predicted structure followed by its free energy under
+ViennaRNA as RNAfold prints it (``(((...))) ( -1.20)``): ``.`` an unpaired base, ``(`` and
+``)`` the two bases of a pair. With the default ``mea`` decoder the structure is nested (no crossing
 pairs), so ``()`` is all it uses. The ``greedy`` decoder may predict crossing pairs
 (pseudoknots); those go on further bracket pages, ``[]``, then ``{}``, ``<>``, then letter
 pairs ``Aa``, ``Bb``, ... (each page nested on its own). Sequences longer than
@@ -21,64 +28,33 @@ from __future__ import annotations
 
 import argparse
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
-from genesis_rna import seqio
-from genesis_rna.atomic import atomic_open, atomic_path
+from genesis_rna.atomic import atomic_path
 from genesis_rna.decoding import DECODERS
 from genesis_rna.errors import ConfigError, GenesisError, InputFileError
-from genesis_rna.fasta import parse_header
+from genesis_rna.folding import structure_energy
 from genesis_rna.inference import (
     Prediction,
     load_for_inference,
     predict_structures,
 )
+from genesis_rna.predict_io import (
+    FORMATS,
+    InputSequence,
+    draw_predictions,
+    duplicate_id_warnings,
+    output_layout,
+    read_inputs,
+    rejected_summary,
+    write_rejected,
+    write_structures,
+)
 from genesis_rna.runtime import add_inference_arguments
-from genesis_rna.sequences import FASTA_RECORDS, InvalidSequence, normalize_sequence
-from genesis_rna.structures import pairs_to_dot_bracket
 from genesis_rna.tables import write_table
-
-
-@dataclass
-class InputSequence:
-    id: str
-    sequence: str  # normalized
-    line: int  # 1-based header line
-
-
-def read_fasta(path: str | Path) -> list[InputSequence]:
-    """Records of a FASTA(.gz) file; sequences normalized (``sequences.FASTA_RECORDS``,
-    ambiguity codes -> N). Malformed input raises ``InputFileError`` naming file and line."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputFileError(path, "input FASTA not found")
-    records: list[InputSequence] = []
-    for rec in seqio.read_fasta(path):
-        rid, _, _ = parse_header(rec.title)
-        if not rid:
-            raise InputFileError(path, "header without an id", rec.line)
-        try:
-            seq = normalize_sequence(rec.sequence, FASTA_RECORDS).sequence
-        except InvalidSequence as exc:
-            raise InputFileError(path, f"record {rid!r}: {exc}", rec.line) from None
-        records.append(InputSequence(rid, seq, rec.line))
-    return records
-
-
-def write_dot_bracket_fasta(path: str | Path | None, records: list[InputSequence],
-                            predictions: list[Prediction]) -> None:
-    """``>id``, sequence, structure per record; to stdout when ``path`` is None."""
-    text = "".join(f">{r.id}\n{r.sequence}\n{pairs_to_dot_bracket(p.pairs, len(r.sequence))}\n"
-                   for r, p in zip(records, predictions, strict=True))
-    if path is None:
-        sys.stdout.write(text)
-    else:
-        with atomic_open(path, "w", encoding="utf-8") as fh:
-            fh.write(text)
 
 
 def write_pair_probs(path: str | Path, records: list[InputSequence],
@@ -107,21 +83,33 @@ def predict_fasta(checkpoint: str | Path, input_path: str | Path,
                   device: str = "auto",
                   precision: str | None = None, window: int | None = None,
                   prob_floor: float = 0.01, threads: int | None = None,
-                  progress: bool = True) -> dict:
-    """Fold every record of ``input_path``; returns {sequences, windowed, threshold, decoder}.
+                  progress: bool = True, fmt: str = "dbn", draw: str | Path | None = None,
+                  rejected_path: str | Path | None = None, strict: bool = False) -> dict:
+    """Fold every usable record of ``input_path``; returns {sequences, windowed, threshold,
+    decoder, rejected, where}.
 
-    ``decoder`` defaults to the one the checkpoint's threshold was tuned for."""
+    ``decoder`` defaults to the one the checkpoint's threshold was tuned for. ``fmt`` and
+    ``output``: see ``predict_io.output_layout``; ``draw``: a folder for the drawings."""
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise ConfigError("threshold", f"must be in (0, 1), got {threshold}")
     if decoder is not None and decoder not in DECODERS:
         raise ConfigError("decoder", f"{decoder!r} not in {DECODERS}")
     if pair_probs is not None and not str(pair_probs).lower().endswith((".parquet", ".npz")):
         raise ConfigError("pair_probs", f"{pair_probs}: use a .parquet or .npz file name")
+    output_layout(fmt, output)  # a bad --format/--output pair fails before any folding
     if threads is not None:
         import torch
 
         torch.set_num_threads(threads)
-    records = read_fasta(input_path)
+    records, rejected = read_inputs(input_path)
+    if strict and rejected:
+        bad = rejected[0]
+        raise InputFileError(input_path, f"record {bad.id!r}: {bad.reason} (--strict)", bad.line)
+    if not records:
+        raise InputFileError(input_path, "no record could be folded\n"
+                             + rejected_summary(input_path, rejected, 0))
+    for warning in duplicate_id_warnings(records):
+        print(warning, file=sys.stderr)
     loaded = load_for_inference(checkpoint, device=device, precision=precision, window=window)
     model, tokenizer, config = loaded.model, loaded.tokenizer, loaded.config
     dev, prec = loaded.device, loaded.precision
@@ -133,25 +121,48 @@ def predict_fasta(checkpoint: str | Path, input_path: str | Path,
     preds = predict_structures(
         model, [r.sequence for r in records], thr, tokenizer=tokenizer, device=dev,
         precision=prec, window=window, min_sep=int(config.get("pair_min_sep", 4)), decoder=dec,
-        keep_pair_probs=pair_probs is not None, prob_floor=prob_floor, progress=progress,
-        desc="fold", threads=threads or 1)
-    write_dot_bracket_fasta(output, records, preds)
+        keep_pair_probs=pair_probs is not None or draw is not None, prob_floor=prob_floor,
+        progress=progress, desc="fold", threads=threads or 1)
+    energies = [structure_energy(r.sequence, p.pairs) for r, p in zip(records, preds, strict=True)]
+    where = write_structures(fmt, output, records, [p.pairs for p in preds], energies)
     if pair_probs is not None:
         write_pair_probs(pair_probs, records, preds)
+    if draw is not None:
+        draw_predictions(draw, records, preds, energies)
+    if rejected_path is not None:
+        write_rejected(rejected_path, rejected)
+    if rejected:
+        print(rejected_summary(input_path, rejected, len(records)), file=sys.stderr)
     n_windowed = sum(p.windowed for p in preds)
     if n_windowed:
         print(f"{n_windowed} of {len(preds)} sequences are longer than "
               f"{window or model.config.max_len - 2} nt and were predicted in sliding windows",
               file=sys.stderr)
-    return {"sequences": len(preds), "windowed": n_windowed, "threshold": thr, "decoder": dec}
+    return {"sequences": len(preds), "windowed": n_windowed, "threshold": thr, "decoder": dec,
+            "rejected": len(rejected), "where": where}
 
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m genesis_rna.predict",
                                 description="Predict secondary structures with a trained model.")
     p.add_argument("--checkpoint", required=True, help="final model.pt of a training run")
-    p.add_argument("--input", required=True, help="FASTA(.gz) of RNA (or DNA) sequences")
-    p.add_argument("--output", help="dot-bracket FASTA to write (default: stdout)")
+    p.add_argument("--input", required=True,
+                   help="FASTA(.gz) of RNA (or DNA) sequences, or any structure file (dot-bracket "
+                        "FASTA, bpseq, ct, bpRNA CSV; read by content, structures ignored)")
+    p.add_argument("--output",
+                   help="dbn: the dot-bracket FASTA (default: stdout); ct: a folder, or one file "
+                        "ending in .ct; bpseq: a folder")
+    p.add_argument("--format", choices=FORMATS, default="dbn",
+                   help="dbn: dot-bracket FASTA with RNAfold-style energies; ct, bpseq: one file "
+                        "per sequence (safe names, index.tsv)")
+    p.add_argument("--draw", metavar="DIR",
+                   help="also write per sequence ViennaRNA's SVG drawing and a dot plot PNG "
+                        "(model probabilities above the diagonal, the structure below)")
+    p.add_argument("--rejected", metavar="FILE",
+                   help="TSV of the records not folded (id, line, reason)")
+    p.add_argument("--strict", action="store_true",
+                   help="stop at the first record that cannot be folded (default: skip it, "
+                        "list it at the end)")
     p.add_argument("--pair_probs", help="also write pair probabilities (.parquet or .npz)")
     p.add_argument("--prob_floor", type=float, default=0.01,
                    help="smallest pair probability written to --pair_probs")
@@ -177,13 +188,15 @@ def main(argv: list[str] | None = None) -> int:
                              decoder=args.decoder,
                              device=args.device, precision=args.precision, window=args.window,
                              prob_floor=args.prob_floor, threads=args.threads,
-                             progress=args.progress)
+                             progress=args.progress, fmt=args.format, draw=args.draw,
+                             rejected_path=args.rejected, strict=args.strict)
     except GenesisError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
-    where = args.output or "stdout"
-    print(f"folded {done['sequences']} sequences ({done['decoder']} decoder, threshold "
-          f"{done['threshold']:.3f}) -> {where}",
+    skipped = f", {done['rejected']} skipped" if done["rejected"] else ""
+    drawn = f"; drawings in {args.draw}" if args.draw else ""
+    print(f"folded {done['sequences']} sequences{skipped} ({done['decoder']} decoder, threshold "
+          f"{done['threshold']:.3f}) -> {done['where']}{drawn}",
           file=sys.stderr)
     return 0
 

@@ -18,6 +18,7 @@ from genesis_rna.distributed import Distributed
 from genesis_rna.epoch_stats import EpochStats
 from genesis_rna.losses import LossOutput
 from genesis_rna.pair_metrics import Pair
+from genesis_rna.tasks import LOSS_COLUMN
 
 
 def rank_share(loss: LossOutput, local: torch.Tensor, total: torch.Tensor
@@ -36,7 +37,7 @@ def rank_share(loss: LossOutput, local: torch.Tensor, total: torch.Tensor
     parts = [term.value * float(s) for term, s in zip(loss.terms, share, strict=True)]
     part = sum(term.weight * p for term, p in zip(loss.terms, parts, strict=True))
     values = {"loss": float(part.detach()),
-              **{f"loss_{term.name}": float(p.detach())
+              **{LOSS_COLUMN[term.name]: float(p.detach())
                  for term, p in zip(loss.terms, parts, strict=True)}}
     return part, values
 

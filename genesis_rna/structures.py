@@ -159,6 +159,50 @@ def pairs_to_dot_bracket(pairs: Iterable[Pair], length: int) -> str:
 
 
 # --------------------------------------------------------------------------------------------
+# Writers (what ``predict`` writes; each reads back with the reader of its format below)
+
+
+def _energy_text(energy: float | None) -> str:
+    return "" if energy is None else f"{energy:.2f}"
+
+
+def format_dot_bracket(rec_id: str, sequence: str, pairs: Iterable[Pair],
+                       energy: float | None = None) -> str:
+    """One dot-bracket FASTA record, the free energy after the structure as RNAfold prints it
+    (``(((...))) ( -1.20)``; ``read_dot_bracket_fasta`` ignores it)."""
+    db = pairs_to_dot_bracket(pairs, len(sequence))
+    tail = "" if energy is None else f" ({energy:6.2f})"
+    return f">{rec_id}\n{sequence}\n{db}{tail}\n"
+
+
+def format_ct(rec_id: str, sequence: str, pairs: Iterable[Pair],
+              energy: float | None = None) -> str:
+    """One CT structure (RNAstructure's layout: ``N  ENERGY = E  title``, then per base
+    index, base, previous, next, partner, natural index; 0 = none). CT files may hold several
+    such blocks one after the other (``read_ct`` reads them all)."""
+    n = len(sequence)
+    partner = _partners(_normalized(pairs), n)
+    head = f"{n:5d}  ENERGY = {_energy_text(energy)}  {rec_id}" if energy is not None \
+        else f"{n:5d}  {rec_id}"
+    rows = [f"{k + 1:5d} {base} {k:5d} {(k + 2) % (n + 1):5d} {partner[k] + 1:5d} {k + 1:5d}"
+            for k, base in enumerate(sequence)]
+    return "\n".join([head, *rows]) + "\n"
+
+
+def format_bpseq(rec_id: str, sequence: str, pairs: Iterable[Pair],
+                 energy: float | None = None) -> str:
+    """One bpseq structure (``index base partner``, 1-based, 0 = unpaired), with bpRNA-style
+    ``#Name:`` / ``#Length:`` (and ``#Energy:``) comment lines first. One structure per file."""
+    n = len(sequence)
+    partner = _partners(_normalized(pairs), n)
+    head = [f"#Name: {rec_id}", f"#Length: {n}"]
+    if energy is not None:
+        head.append(f"#Energy: {_energy_text(energy)} kcal/mol (ViennaRNA)")
+    rows = [f"{k + 1} {base} {partner[k] + 1}" for k, base in enumerate(sequence)]
+    return "\n".join([*head, *rows]) + "\n"
+
+
+# --------------------------------------------------------------------------------------------
 # bpRNA element labels
 
 
@@ -427,10 +471,12 @@ def read_dot_bracket_fasta(path: str | Path) -> Iterator[StructureRecord]:
     """
     source = str(path)
     for rec in read_fasta(path, comment="#", keep_lines=True):
-        yield _dot_bracket_record(rec, source)
+        yield dot_bracket_record(rec, source)
 
 
-def _dot_bracket_record(rec: FastaRecord, source: str) -> StructureRecord:
+def dot_bracket_record(rec: FastaRecord, source: str) -> StructureRecord:
+    """The structure record of one dot-bracket FASTA record (``seqio.read_fasta`` with
+    ``keep_lines``); ``InputFileError`` naming the file and header line when it is malformed."""
     n = rec.line
     words = rec.title.split()
     if not words:
@@ -605,8 +651,12 @@ __all__ = [
     "UNPAIRED_CHARS",
     "StructureRecord",
     "assign_pages",
+    "dot_bracket_record",
     "element_labels",
     "family_from_filename",
+    "format_bpseq",
+    "format_ct",
+    "format_dot_bracket",
     "iter_bpseq_archive",
     "pairs_to_dot_bracket",
     "parse_dot_bracket",

@@ -633,7 +633,7 @@ class Trainer:
             self.log(
                 f"[epoch {self.epoch + 1} {phase}] loss {r['loss']:.4f} ({terms}) | pair F1 "
                 f"{r['pair_f1']:.3f} P {r['pair_precision']:.3f} R {r['pair_recall']:.3f} | "
-                f"struct acc {r['struct_acc']:.3f} | MLM acc {r['mlm_acc']:.3f} | "
+                f"struct acc {r['structure_accuracy']:.3f} | MLM acc {r['mlm_accuracy']:.3f} | "
                 f"{r['tokens_per_s']:.0f} nt/s, {r['epoch_time_s']:.1f} s")
         self.log(self.ast.summary() if self.ast else "AST: off (all samples trained)")
         if self.ast and self.dist.enabled:  # every rank: shows the controllers agree
@@ -774,7 +774,7 @@ class Trainer:
             t_eval = time.perf_counter()
             val, _, _ = self.evaluate()
             self.wall_time += time.perf_counter() - t_eval
-            common = {"epoch": self.epoch + 1, "step": self.global_step, "lr": lr,
+            common = {"epoch": self.epoch + 1, "step": self.global_step, "learning_rate": lr,
                       "wall_time_s": self.wall_time}
             if metrics is not None:
                 metrics.log({**common, "phase": "train", **train})

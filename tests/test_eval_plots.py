@@ -40,7 +40,8 @@ def test_plots_are_drawn_from_the_written_files(evaluation):
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     written = plot_evaluation(out)
     assert [p.name for p in written] == [f"{kind}_{name}.png" for name in ("test", "arch")
-                                         for kind in ("f1_per_family", "f1_vs_length")]
+                                         for kind in ("f1_per_family", "f1_vs_length",
+                                                      "gallery")]
     for path in written:
         assert path.parent == out and path.read_bytes()[:4] == b"\x89PNG", path
     # the evaluation's own files are read, not rewritten, and no temp files are left

@@ -86,6 +86,6 @@ def test_micro_batched_step_equals_the_whole_batch_step(tmp_path, ast):
     # float rounding only; weighting each part by its own mean instead of its share of the
     # batch's units differs by orders of magnitude more
     assert scale > 0 and diff < 1e-5 * scale, (diff, scale)
-    for key in ("loss", "loss_mlm", "loss_struct", "loss_pair", "mlm_acc", "struct_acc",
-                "pair_f1"):
+    for key in ("loss", "mlm_loss", "structure_loss", "pair_loss", "mlm_accuracy",
+                "structure_accuracy", "pair_f1"):
         assert row_split[key] == pytest.approx(row_whole[key], abs=1e-6), key

@@ -40,10 +40,11 @@ def metric_rows(n_epochs: int, steps_per_epoch: int = 40) -> list[dict]:
             p, r = 0.2 + 0.3 * t - gap, 0.15 + 0.35 * t - gap
             rows.append({
                 "epoch": e, "step": e * steps_per_epoch, "phase": phase,
-                "loss": mlm + 0.8 * struct + 1.5 * pair, "loss_mlm": mlm, "loss_struct": struct,
-                "loss_pair": pair, "mlm_acc": 0.3 + 0.1 * t - gap, "struct_acc": 0.5 + 0.2 * t - gap,
+                "loss": mlm + 0.8 * struct + 1.5 * pair, "mlm_loss": mlm,
+                "structure_loss": struct, "pair_loss": pair, "mlm_accuracy": 0.3 + 0.1 * t - gap,
+                "structure_accuracy": 0.5 + 0.2 * t - gap,
                 "pair_precision": p, "pair_recall": r, "pair_f1": 2 * p * r / (p + r),
-                "lr": 2e-4 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))),
+                "learning_rate": 2e-4 * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t))),
                 "activation_rate": 0.3 + 0.05 * (-1) ** e,
                 "samples_skipped": 0 if phase == "val" else 90 + 5 * e,
                 "tokens_per_s": 5000.0 + 100 * e, "wall_time_s": 60.0 * e, "nonfinite_steps": 0,
@@ -137,21 +138,80 @@ def test_read_metrics_orders_by_epoch_and_splits_phases(tmp_path):
     assert metrics.train["samples_skipped"].tolist() == [95, 100, 105]
 
 
-def test_missing_column_names_file_and_column(tmp_path):
-    header = [c for c in COLUMNS if c not in ("pair_f1", "lr")]
+# The header of the replaced project's training_metrics.csv (what its trainer writes and its
+# documentation describes).
+OLD_PROJECT_HEADER = ("epoch,step,phase,loss,mlm_loss,structure_loss,pair_loss,mlm_accuracy,"
+                      "structure_accuracy,pair_precision,pair_recall,pair_f1,learning_rate,"
+                      "activation_rate").split(",")
+
+
+def test_our_csv_begins_with_the_old_projects_columns(tmp_path):
+    header = write_run(tmp_path).read_text().splitlines()[0].split(",")
+    assert header[:14] == OLD_PROJECT_HEADER
+    assert header[14:] == ["samples_skipped", "tokens_per_s", "wall_time_s", "nonfinite_steps",
+                           "epoch_time_s"]
+
+
+def test_a_csv_of_the_old_project_plots_leaving_out_what_it_lacks(tmp_path, capsys):
+    rows = [[r[c] for c in OLD_PROJECT_HEADER] for r in metric_rows(3)]
+    path = write_csv(tmp_path / "training_metrics.csv", OLD_PROJECT_HEADER, rows)
+    metrics = read_metrics(path)
+    assert metrics.val["mlm_accuracy"].tolist() == [
+        r["mlm_accuracy"] for r in metric_rows(3) if r["phase"] == "val"]
+    assert set(metrics.absent) == {"samples_skipped", "tokens_per_s", "wall_time_s",
+                                   "nonfinite_steps", "epoch_time_s"}
+    paths = plot_metrics(path, tmp_path / "plots")
+    assert "samples_skipped" in capsys.readouterr().err
+    for png in paths:
+        assert_real_png(png)
+    cli = subprocess.run([sys.executable, "-m", "genesis_rna.plot_metrics", "--metrics_file",
+                          str(path), "--output_dir", str(tmp_path / "cli")],
+                         capture_output=True, text=True)
+    assert cli.returncode == 0, cli.stderr
+    assert sorted(p.name for p in (tmp_path / "cli").iterdir()) == sorted(OUTPUT_NAMES)
+
+
+def test_our_earlier_column_names_are_still_read(tmp_path):
+    earlier = {"mlm_loss": "loss_mlm", "structure_loss": "loss_struct", "pair_loss": "loss_pair",
+               "mlm_accuracy": "mlm_acc", "structure_accuracy": "struct_acc",
+               "learning_rate": "lr"}
+    rows = [[r[c] for c in COLUMNS] for r in metric_rows(2)]
+    path = write_csv(tmp_path / "m.csv", [earlier.get(c, c) for c in COLUMNS], rows)
+    metrics = read_metrics(path)
+    assert metrics.absent == ()
+    assert metrics.train["learning_rate"].tolist() == [
+        r["learning_rate"] for r in metric_rows(2) if r["phase"] == "train"]
+
+
+def test_a_missing_panel_column_is_left_out_and_named(tmp_path, capsys):
+    header = [c for c in COLUMNS if c not in ("pair_f1", "learning_rate")]
+    rows = [[r[c] for c in header] for r in metric_rows(2)]
+    path = write_csv(tmp_path / "training_metrics.csv", header, rows)
+    paths = plot_metrics(path, tmp_path / "plots")
+    err = capsys.readouterr().err
+    assert str(path) in err and "pair_f1" in err and "learning_rate" in err
+    assert [p.name for p in paths] == list(OUTPUT_NAMES)
+    assert "no val pair F1" in run_title(read_metrics(path), None)
+
+
+def test_missing_required_column_names_file_and_column(tmp_path):
+    header = [c for c in COLUMNS if c != "phase"]
     rows = [[r[c] for c in header] for r in metric_rows(2)]
     path = write_csv(tmp_path / "training_metrics.csv", header, rows)
     with pytest.raises(InputFileError) as info:
         plot_metrics(path, tmp_path / "plots")
     message = str(info.value)
-    assert str(path) in message and "pair_f1" in message and "lr" in message
+    assert str(path) in message and "missing column(s): phase" in message
     assert not (tmp_path / "plots").exists()
+    only_ids = write_csv(tmp_path / "ids.csv", ["epoch", "phase"], [[1, "train"]])
+    with pytest.raises(InputFileError, match="missing column.*any metric"):
+        read_metrics(only_ids)
 
 
 def test_empty_and_missing_files(tmp_path):
     empty = tmp_path / "empty.csv"
     empty.write_text("")
-    with pytest.raises(InputFileError, match="missing columns: epoch, step, phase"):
+    with pytest.raises(InputFileError, match="expected columns: epoch, step, phase"):
         read_metrics(empty)
     header_only = write_csv(tmp_path / "header.csv", list(COLUMNS), [])
     with pytest.raises(InputFileError, match="no train rows"):
@@ -188,10 +248,10 @@ def test_nan_loss_still_renders(tmp_path):
     metrics = write_run(tmp_path, n_epochs=3)
     text = metrics.read_text().splitlines()
     fields = text[3].split(",")
-    fields[COLUMNS.index("loss_pair")] = "nan"
+    fields[COLUMNS.index("pair_loss")] = "nan"
     text[3] = ",".join(fields)
     metrics.write_text("\n".join(text) + "\n")
-    assert np.isnan(read_metrics(metrics).train["loss_pair"][1])
+    assert np.isnan(read_metrics(metrics).train["pair_loss"][1])
     for path in plot_metrics(metrics, tmp_path / "plots"):
         assert_real_png(path)
 

@@ -9,12 +9,18 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from genesis_rna.benchmarks import iter_benchmark_records, sniff_format
 from genesis_rna.decoding import canonical_mask
 from genesis_rna.inference import length_batches, predict_structures, window_starts
 from genesis_rna.model import GenesisRNA, model_config_for
 from genesis_rna.predict import main as predict_main
-from genesis_rna.predict import read_fasta
-from genesis_rna.structures import read_dot_bracket_fasta
+from genesis_rna.predict_io import read_inputs, safe_file_names
+from genesis_rna.structures import (
+    pairs_to_dot_bracket,
+    read_bpseq,
+    read_ct,
+    read_dot_bracket_fasta,
+)
 from genesis_rna.tokenization import Tokenizer
 from tests.helpers import random_rna
 from tests.test_evaluate import tiny_checkpoint
@@ -160,7 +166,8 @@ def test_predict_decoders_nested_by_default_greedy_on_request(checkpoint, tmp_pa
         if decoder == "greedy":
             args += ["--decoder", "greedy"]
         assert predict_main(args) == 0
-        outs[decoder] = out.read_text().splitlines()[2::3]
+        # each structure line: the dot-bracket, then the energy as RNAfold prints it
+        outs[decoder] = [line.split()[0] for line in out.read_text().splitlines()[2::3]]
     assert all(set(db) <= set("().") for db in outs["mea"])
     assert any(set(db) - set("().") for db in outs["greedy"])  # crossing pairs: more pages
 
@@ -171,21 +178,23 @@ def test_predict_cli_to_stdout(checkpoint, tmp_path, capsys):
     assert predict_main(["--checkpoint", str(checkpoint), "--input", str(fasta),
                          "--no-progress"]) == 0
     lines = capsys.readouterr().out.splitlines()
-    assert lines[0] == ">x" and len(lines[2]) == len(lines[1]) == 28
+    assert lines[0] == ">x" and len(lines[2].split()[0]) == len(lines[1]) == 28
 
 
-@pytest.mark.parametrize("text, line, what", [
-    ("ACGU\n>x\nACGU\n", 1, "expected a '>' header"),
-    (">x\nACGU\n>y\nAC-GU\n", 3, "gap"),
-    (">x\nACGU\n>z\nAC1GU\n", 3, "illegal character"),
-    ("", None, "no FASTA records"),
-    (">x\nAC\x00GU\n", 2, "binary"),
+@pytest.mark.parametrize("text, line, what, strict", [
+    ("ACGU\n>x\nACGU\n", 1, "expected a '>' header", False),
+    (">x\nACGU\n>y\nAC-GU\n", 3, "gap", True),
+    (">x\nACGU\n>z\nAC1GU\n", 3, "illegal character", True),
+    ("", None, "no FASTA records", False),
+    (">x\nAC\x00GU\n", 2, "binary", False),
+    (">x\n\n>y\nAC-GU\n", None, "no record could be folded", False),
 ])
-def test_bad_fasta_names_file_and_line(tmp_path, capsys, checkpoint, text, line, what):
+def test_bad_fasta_names_file_and_line(tmp_path, capsys, checkpoint, text, line, what, strict):
+    """Faults of the file, a bad record under --strict, or no usable record: exit 1, no output."""
     fasta = tmp_path / "bad.fa"
     fasta.write_text(text)
     rc = predict_main(["--checkpoint", str(checkpoint), "--input", str(fasta), "--output",
-                       str(tmp_path / "o.fa"), "--no-progress"])
+                       str(tmp_path / "o.fa"), "--no-progress", *(["--strict"] if strict else [])])
     err = capsys.readouterr().err
     assert rc == 1 and what in err
     assert f"{fasta}:{line}:" in err if line else str(fasta) in err
@@ -201,4 +210,170 @@ def test_missing_input_and_bad_probs_name(tmp_path, checkpoint, capsys):
     assert predict_main(["--checkpoint", str(checkpoint), "--input", str(fasta),
                          "--pair_probs", str(tmp_path / "p.pkl"), "--no-progress"]) == 1
     assert "pair_probs" in capsys.readouterr().err
-    assert [r.id for r in read_fasta(fasta)] == ["x"]
+    assert [r.id for r in read_inputs(fasta)[0]] == ["x"]
+
+
+# ------------------------------------------------------------------------------------------
+# Batches that survive a bad record, output formats, energies, drawings
+
+
+def _fold(checkpoint, *args: str) -> int:
+    return predict_main(["--checkpoint", str(checkpoint), "--no-progress", *args])
+
+
+def test_good_records_are_folded_and_bad_ones_listed(checkpoint, tmp_path, capsys):
+    rng = random.Random(7)
+    good = {f"g{k}": random_rna(rng, 40 + 10 * k) for k in range(3)}
+    fasta = tmp_path / "mixed.fa"
+    fasta.write_text(f">g0\n{good['g0']}\n>empty\n\n>g1\n{good['g1']}\n>gap x\nAC-GU\n"
+                     f">\nACGU\n>g2\n{good['g2']}\n>g0\n{good['g0']}\n")
+    out, rejected = tmp_path / "out.fa", tmp_path / "rejected.tsv"
+    assert _fold(checkpoint, "--input", str(fasta), "--output", str(out),
+                 "--rejected", str(rejected)) == 0
+    err = capsys.readouterr().err
+    recs = list(read_dot_bracket_fasta(out))
+    assert [r.id for r in recs] == ["g0", "g1", "g2", "g0"]
+    assert [r.sequence for r in recs] == [good["g0"], good["g1"], good["g2"], good["g0"]]
+    rows = [line.split("\t") for line in rejected.read_text().splitlines()]
+    assert rows == [["id", "line", "reason"], ["empty", "3", "empty sequence"],
+                    ["gap", "7", "gap characters ('-' at position 3); ungap the input"],
+                    ["", "9", "header without an id"]]
+    assert "3 record(s) of" in err and "empty (line 3): empty sequence" in err
+    assert "4 sequences, 3 skipped" in err
+    assert "warning: id 'g0' occurs 2 times (header lines 1, 13)" in err
+    # --strict refuses the same file, naming the first bad record, and writes nothing
+    assert _fold(checkpoint, "--input", str(fasta), "--output", str(tmp_path / "s.fa"),
+                 "--strict") == 1
+    assert f"{fasta}:3: record 'empty': empty sequence" in capsys.readouterr().err
+    assert not (tmp_path / "s.fa").exists()
+
+
+@pytest.fixture(scope="module")
+def folded(checkpoint, tmp_path_factory):
+    """One FASTA of awkward ids folded into dbn, a ct folder, one .ct file and a bpseq folder."""
+    tmp = tmp_path_factory.mktemp("formats")
+    rng = random.Random(3)
+    ids = ["tRNA-Phe/1-76", "a b|c", "../up", "A", "a"]
+    seqs = [random_rna(rng, 50 + 7 * k) for k in range(len(ids))]
+    fasta = tmp / "in.fas"
+    fasta.write_text("".join(f">{i}\n{s}\n" for i, s in zip(ids, seqs, strict=True)))
+    outs = {"dbn": tmp / "out.dbn", "ct": tmp / "ct", "ct_file": tmp / "all.ct",
+            "bpseq": tmp / "bpseq"}
+    for key, out in outs.items():
+        fmt = key.removesuffix("_file")
+        assert _fold(checkpoint, "--input", str(fasta), "--output", str(out), "--format",
+                     fmt, "--threshold", "0.005") == 0, key
+    return ids, seqs, outs
+
+
+def test_ct_and_bpseq_round_trip_through_our_readers(folded):
+    ids, seqs, outs = folded
+    reference = list(read_dot_bracket_fasta(outs["dbn"]))
+    assert [r.id for r in reference] == [i.split()[0] for i in ids]
+    assert sum(len(r.pairs) for r in reference) > 0  # something to compare
+    names = safe_file_names([r.id for r in reference])
+    assert names == ["tRNA-Phe_1-76", "a", "_up", "A_2", "a_3"]  # distinct, also ignoring case
+    for fmt, read in (("ct", read_ct), ("bpseq", read_bpseq)):
+        index = [line.split("\t") for line in (outs[fmt] / "index.tsv").read_text().splitlines()]
+        assert index[0] == ["id", "file", "length", "energy"]
+        for ref, (rid, file, length, _) in zip(reference, index[1:], strict=True):
+            assert rid == ref.id and int(length) == len(ref.sequence)
+            assert "/" not in file and (outs[fmt] / file).parent == outs[fmt]
+            (back,) = read(outs[fmt] / file)
+            assert back.sequence == ref.sequence and back.pairs == ref.pairs, (fmt, rid)
+        assert sniff_format(outs[fmt]) == ("bpseq_archive" if fmt == "bpseq" else "ct_folder")
+    together = read_ct(outs["ct_file"])
+    assert [(r.sequence, r.pairs) for r in together] == [(r.sequence, r.pairs) for r in reference]
+    assert [(r.sequence, r.pairs) for r in iter_benchmark_records(outs["ct_file"])] == [
+        (r.sequence, r.pairs) for r in reference]
+
+
+def test_energies_are_viennas_eval_structure(folded):
+    import RNA
+
+    _, _, outs = folded
+    lines = outs["dbn"].read_text().splitlines()
+    energies = []
+    for header, seq, struct in zip(lines[::3], lines[1::3], lines[2::3], strict=True):
+        db, energy = struct.split(" ", 1)
+        assert energy.startswith("(") and energy.endswith(")")
+        expected = RNA.fold_compound(seq).eval_structure(db)
+        assert float(energy.strip("()")) == pytest.approx(expected, abs=0.005), header
+        energies.append(expected)
+    index = [line.split("\t") for line in (outs["ct"] / "index.tsv").read_text().splitlines()[1:]]
+    assert [float(e) for *_, e in index] == pytest.approx(energies, abs=0.005)
+    first_ct = (outs["ct"] / index[0][1]).read_text().splitlines()[0]
+    assert f"ENERGY = {energies[0]:.2f}" in first_ct
+
+
+def test_bad_format_and_output_pairs_are_refused_before_folding(checkpoint, tmp_path, capsys):
+    fasta = tmp_path / "in.fa"
+    fasta.write_text(">x\nGGGGAAAACCCC\n")
+    assert _fold(checkpoint, "--input", str(fasta), "--format", "ct") == 1
+    assert "give --output" in capsys.readouterr().err
+    assert _fold(checkpoint, "--input", str(fasta), "--format", "bpseq", "--output",
+                 str(tmp_path / "x.bpseq")) == 1
+    assert "one structure per file" in capsys.readouterr().err
+    assert not (tmp_path / "x.bpseq").exists()
+
+
+def _png_size(path) -> tuple[int, int]:
+    data = path.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n" and data[12:16] == b"IHDR", path
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_draw_writes_an_svg_and_a_dot_plot_per_sequence(checkpoint, tmp_path):
+    import xml.etree.ElementTree as ET
+
+    from genesis_rna.drawing import DOT_PLOT_PIXELS
+
+    rng = random.Random(9)
+    seqs = {"s/1": random_rna(rng, 60), "s 2": random_rna(rng, 90)}
+    fasta = tmp_path / "in.fa"
+    fasta.write_text("".join(f">{i}\n{s}\n" for i, s in seqs.items()))
+    out, draw = tmp_path / "out.fa", tmp_path / "draw"
+    assert _fold(checkpoint, "--input", str(fasta), "--output", str(out), "--draw", str(draw),
+                 "--threshold", "0.005") == 0
+    preds = {r.id: r for r in read_dot_bracket_fasta(out)}
+    index = [line.split("\t") for line in (draw / "index.tsv").read_text().splitlines()]
+    assert index[0] == ["id", "svg", "dotplot"] and [r[0] for r in index[1:]] == ["s/1", "s"]
+    for rid, svg, png in index[1:]:
+        root = ET.parse(draw / svg).getroot()
+        assert root.tag == "{http://www.w3.org/2000/svg}svg"
+        # ViennaRNA draws one line per base pair and the bases as text
+        ns = {"s": "http://www.w3.org/2000/svg"}
+        pairs = root.findall(".//s:line[@class='basepairs']", ns)
+        letters = root.findall(".//s:text[@class='nucleotide']", ns)
+        assert len(pairs) == len(preds[rid].pairs)
+        assert "".join(t.text for t in letters) == preds[rid].sequence
+        assert _png_size(draw / png) == (DOT_PLOT_PIXELS, DOT_PLOT_PIXELS)
+    assert sorted(p.name for p in draw.iterdir()) == sorted(
+        ["index.tsv", *(r[1] for r in index[1:]), *(r[2] for r in index[1:])])
+
+
+def test_inputs_are_read_by_content_whatever_their_name(tmp_path):
+    seq = "GGGGAAAACCCCAUGGCUAGC"
+    db = "((((....)))).(....)."
+    db = db + "." * (len(seq) - len(db))
+    files = {
+        "x.fas": f">a\n{seq}\n",
+        "x.fna": f">a\n{seq}\n",
+        "x.dbn": f">a\n{seq}\n{db} (-3.10)\n",
+        "x.dot": f">a\n{seq}\n{db}\n",
+        "x.db": f">a\n{seq}\n{db}\n",
+        "x.txt": f">a\n{seq[:10]}\n{seq[10:]}\n{db}\n",
+        "x.bpseq.txt": "\n".join(f"{k + 1} {b} 0" for k, b in enumerate(seq)) + "\n",
+        "x.csv.txt": f"id,sequence,structure\na,{seq},{db}\n",
+    }
+    kinds = {}
+    for name, text in files.items():
+        (tmp_path / name).write_text(text)
+        kinds[name] = sniff_format(tmp_path / name)
+        records, rejected = read_inputs(tmp_path / name)
+        assert [(r.sequence, rejected) for r in records] == [(seq, [])], name
+    assert kinds == {"x.fas": "fasta", "x.fna": "fasta", "x.dbn": "dot_bracket_fasta",
+                     "x.dot": "dot_bracket_fasta", "x.db": "dot_bracket_fasta",
+                     "x.txt": "dot_bracket_fasta", "x.bpseq.txt": "bpseq", "x.csv.txt": "csv"}
+    assert pairs_to_dot_bracket(next(iter_benchmark_records(tmp_path / "x.dbn")).pairs,
+                                len(seq)) == db

@@ -21,13 +21,31 @@ UPSTREAM = {"fetch_corpus", "parse_fasta", "scatter_sequences", "annotate_shard"
             "gather_annotations", "split_dataset", "pack_split"}
 
 
+# Curated sets as users save them: dot-bracket FASTA under a .dbn (bpRNA's) and a .fas (a
+# common FASTA extension) name; each used for decontamination and as an evaluation benchmark.
+BENCHMARK_FILES = {"dbn": "curated.dbn", "fas": "curated.fas"}
+BENCHMARK_RECORDS = {"dbn": range(0, 6), "fas": range(6, 12)}  # tiny.fa records t0..t11
+
+
 def _tiny_config(workdir, **train):
     return write_config(workdir, {
         "corpus": {"source": "tiny.fa"},
-        "split": {"method": "random", "val_fraction": 0.15, "test_fraction": 0.15},
+        "split": {"method": "random", "val_fraction": 0.15, "test_fraction": 0.15,
+                  "decontaminate": list(BENCHMARK_FILES.values())},
         "train": {"num_epochs": 1, "gpus": 0, **train},
         "finetune": {"structures": "tiny_structures.tsv", "num_epochs": 1},
+        "evaluate": {"benchmarks": BENCHMARK_FILES},
     })
+
+
+def _write_benchmarks(work, sequences):
+    import RNA
+
+    for name, file in BENCHMARK_FILES.items():
+        with open(work / file, "w") as fh:
+            for k in BENCHMARK_RECORDS[name]:
+                structure, energy = RNA.fold(sequences[k])
+                fh.write(f">curated{k}\n{sequences[k]}\n{structure} ({energy:6.2f})\n")
 
 
 @pytest.fixture(scope="module")
@@ -38,9 +56,11 @@ def trained_copy(tmp_path_factory):
     shutil.copytree(REPO / "genesis_rna", work / "genesis_rna",
                     ignore=shutil.ignore_patterns("__pycache__"))
     rng = random.Random(4)
+    sequences = ["".join(rng.choice("ACGU") for _ in range(rng.randint(40, 80)))
+                 for _ in range(120)]
     with open(work / "tiny.fa", "w") as fh:
-        for k in range(120):
-            fh.write(f">t{k}\n{''.join(rng.choice('ACGU') for _ in range(rng.randint(40, 80)))}\n")
+        fh.writelines(f">t{k}\n{seq}\n" for k, seq in enumerate(sequences))
+    _write_benchmarks(work, sequences)
     write_fold_structures(work / "tiny.fa", work / "tiny_structures.tsv")
     _tiny_config(work)
     # The copy's own package is the one imported, so editing it is what a user's edit would be.
@@ -168,7 +188,7 @@ def test_finetune_stage_starts_from_the_pretrained_weights(trained_copy):
     assert summary["vienna_mea_threshold"] == tuned["threshold"] and summary["thermo_features"]
     models = pd.read_csv(results / "evaluation" / "models.tsv", sep="\t")
     assert set(models["run"]) == {"train", "finetune"}
-    assert set(models["dataset"]) == {"test"}
+    assert set(models["dataset"]) == {"test", *BENCHMARK_FILES}
     assert models["model_f1"].between(0, 1).all() and models["vienna_f1"].between(0, 1).all()
     assert models["vienna_mea_f1"].between(0, 1).all()
     assert (models["pair_decoder"] == "mea").all()
@@ -183,3 +203,42 @@ def test_finetune_stage_starts_from_the_pretrained_weights(trained_copy):
         assert not plan & (UPSTREAM | {"train_model", "label_finetune", "thermo_features"}), plan
     finally:
         cfg.write_text(before)
+
+
+def test_dbn_and_fas_curated_sets_decontaminate_and_are_evaluated(trained_copy):
+    """Read by content, not by extension: both files are dot-bracket FASTA."""
+    import json
+
+    import pyarrow.parquet as pq
+
+    results = trained_copy / "results"
+    removed = {r["id"]: r["reason"]
+               for r in pq.read_table(results / "split" / "removed.parquet").to_pylist()}
+    for name, file in BENCHMARK_FILES.items():
+        for k in BENCHMARK_RECORDS[name]:
+            assert f"{file}:curated{k}" in removed.get(f"t{k}", ""), (k, removed.get(f"t{k}"))
+    for run in ("train", "finetune"):
+        summary = json.loads((results / "evaluation" / run / "summary.json").read_text())
+        for name in BENCHMARK_FILES:
+            block = summary["datasets"][name]
+            assert block["n_evaluated"] == len(BENCHMARK_RECORDS[name]), (run, name)
+            png = results / "evaluation" / run / f"gallery_{name}.png"
+            assert png.read_bytes()[:4] == b"\x89PNG", png
+
+
+def test_the_checkouts_own_package_runs_whatever_python_finds_first(trained_copy, monkeypatch):
+    """Another checkout first on the path (as a `pip install -e` of it would be): the workflow
+    says so in one line, tracks and runs its own checkout's code, and plans just what it plans
+    with its own checkout first (earlier tests here leave plot_evaluation due: they restore
+    eval_plots.py after their run)."""
+    own_plan = planned_rules(trained_copy, "--configfile=test_config.yaml")
+    assert not own_plan & (UPSTREAM | {"train_model", "evaluate_model"}), own_plan
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
+    monkeypatch.setenv("PYTHONSAFEPATH", "1")  # the run folder is not put on sys.path either
+    proc = snakemake(trained_copy, "-n", "--configfile=test_config.yaml",
+                     "--forcerun", "plot_evaluation")
+    out = proc.stdout + proc.stderr
+    assert (f"note: running genesis_rna from this checkout ({trained_copy}), not the one Python "
+            f"finds first ({REPO})") in out
+    assert f"{trained_copy}/genesis_rna/eval_plots.py" in out and f"{REPO}/genesis_rna" not in out
+    assert planned_rules(trained_copy, "--configfile=test_config.yaml") == own_plan

@@ -65,12 +65,12 @@ rule plot_evaluation:
             f"{RESULTS}/evaluation/{{{{run}}}}/per_sequence_{{name}}.tsv",
             name=evaluation_sets(),
         ),
-        code=package_source("genesis_rna.eval_plots"),
+        code=[package_source(f"genesis_rna.{m}") for m in ("eval_plots", "drawing")],
     output:
         plots=report(
             expand(
                 f"{RESULTS}/evaluation/{{{{run}}}}/{{kind}}_{{name}}.png",
-                kind=["f1_per_family", "f1_vs_length"],
+                kind=["f1_per_family", "f1_vs_length", "gallery"],
                 name=evaluation_sets(),
             ),
             category="Evaluation",
