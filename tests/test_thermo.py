@@ -232,20 +232,30 @@ def test_predict_cli_computes_features_for_a_thermo_model(tmp_path):
     r = run_cli(["--data_path", str(packed), "--output_dir", str(tmp_path / "m"),
                  "--num_epochs", "1", "--thermo_features", *TINY_ARGS])
     assert r.returncode == 0, r.stderr
+    # a model whose logits follow ViennaRNA's pair probabilities (the direct layer set by
+    # hand): its structures come from the features, so they show whether predict computed them
+    from genesis_rna.checkpoint import save_checkpoint
+
+    ckpt = tmp_path / "m" / "model.pt"
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    state["model"]["pair_head.thermo_out.weight"][0, 0] = 1.0
+    save_checkpoint(ckpt, state)
     rng = random.Random(5)
     seqs = [random_rna(rng, n) for n in (30, 70, 150)]  # 150 nt: windowed (max_len 64)
     fasta = tmp_path / "in.fa"
     fasta.write_text("".join(f">s{k}\n{s}\n" for k, s in enumerate(seqs)))
     out = tmp_path / "out.fa"
     assert predict_main(["--checkpoint", str(tmp_path / "m" / "model.pt"), "--input", str(fasta),
-                         "--output", str(out), "--no-progress", "--device", "cpu"]) == 0
+                         "--output", str(out), "--no-progress", "--device", "cpu",
+                         "--threshold", "0.05"]) == 0
     lines = out.read_text().splitlines()
-    model, _, _, thr, dec = load_model(tmp_path / "m" / "model.pt", device="cpu")
-    want = predict_structures(model, seqs, thr, decoder=dec,
+    model, _, _, _, dec = load_model(tmp_path / "m" / "model.pt", device="cpu")
+    want = predict_structures(model, seqs, 0.05, decoder=dec,
                               thermo=[thermo_features(s) for s in seqs])
     from genesis_rna.structures import pairs_to_dot_bracket
-    assert lines[2::3] == [pairs_to_dot_bracket(p.pairs, len(s)) for p, s in zip(want, seqs,
-                                                                                strict=True)]
+    got = [line.split(" ")[0] for line in lines[2::3]]  # structure, then its energy
+    assert got == [pairs_to_dot_bracket(p.pairs, len(s)) for p, s in zip(want, seqs, strict=True)]
+    assert any("(" in g for g in got)
 
 
 def test_thermo_store_refuses_a_table_of_another_schema(tmp_path):
