@@ -190,6 +190,17 @@ def test_finetune_with_features_from_a_model_without_them(tmp_path):
     state = torch.load(tmp_path / "ft" / "model.pt", map_location="cpu", weights_only=True)
     assert state["model_config"]["thermo_features"] is True
     assert float(state["model"]["pair_head.thermo_out.weight"].abs().sum()) > 0  # it trained
+    # evaluated on a test split (pairs and MLM), the features read from the stage's table
+    from genesis_rna.evaluate import evaluate
+
+    test_store = tmp_path / "test.features.parquet"
+    compute_shard(splits / "test.parquet", test_store, tmp_path / "test.rejected.parquet",
+                  kind="split")
+    summary = evaluate(tmp_path / "ft" / "model.pt", splits / "test.parquet", None,
+                       tmp_path / "eval", device="cpu", thermo=[test_store], progress=False)
+    assert summary["thermo_features"] and summary["thermo_features_computed"] == 0
+    assert summary["datasets"]["test"]["mlm"]["model"]["n_masked"] > 0
+    assert 0 <= summary["datasets"]["test"]["all"]["vienna_mea"]["f1"] <= 1
     # a model with features cannot start from unpacked tables that lack them
     r = run_cli(["--data_path", str(splits), "--output_dir", str(tmp_path / "ft2"),
                  "--num_epochs", "1", "--thermo_features", *TINY_ARGS])
