@@ -890,6 +890,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model_size", default="small")
     ap.add_argument("--train_steps", type=int, default=4, help="train: steps per round")
     ap.add_argument("--train_rounds", type=int, default=3)
+    ap.add_argument("--train_batch", type=int, default=32,
+                    help="train: batch of the model loop against the earlier design")
     ap.add_argument("--bucket_multiple", type=int, default=8, help="train: this model's widths")
     ap.add_argument("--device", default="auto",
                     help="train: cpu, cuda or auto (CUDA when present)")
@@ -975,7 +977,8 @@ def main(argv: list[str] | None = None) -> int:
                 ap.error(f"--train_ast: {bad[0]!r} is not on or off")
             if not args.train_skip_baseline:
                 rows += bench_train(args.split_dir, args.model_size, args.train_steps,
-                                    args.train_rounds, bucket_multiple=args.bucket_multiple,
+                                    args.train_rounds, batch=args.train_batch,
+                                    bucket_multiple=args.bucket_multiple,
                                     profile_rows=args.profile, device=args.device)
             if modes:
                 peak = next((r["bf16_gflop_per_s"] * 1e9 for r in rows
