@@ -157,15 +157,35 @@ def workflow_config(base: dict, *, results: str, data_dir: str, train_config: st
 
 
 # ---------------------------------------------------------------------------- prepare (CPU)
+# snakemake dependencies published as source only (pure Python): built into wheels here first
+PURE_SDISTS = ("connection_pool>=0.0.3",)
+
+
+def pinned(packages: list[str]) -> list[str]:
+    """``packages`` pinned to the versions installed here (what the tests ran with), where
+    installed and not pinned already."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = []
+    for p in packages:
+        try:
+            out.append(p if any(c in p for c in "=<>") else f"{p}=={version(p)}")
+        except PackageNotFoundError:
+            out.append(p)
+    return out
+
+
 def download_wheels(dest: Path, packages: list[str], python: str = "3.12") -> list[str]:
     """Wheels of ``packages`` and their dependencies for the GPU machine (x86-64 manylinux,
     CPython ``python``), minus what its image already holds; returns the file names kept."""
     dest.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "pip", "download", "--only-binary=:all:", "--python-version",
-           python, "--implementation", "cp", "-d", str(dest), *packages]
+    subprocess.run([sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "-w", str(dest),
+                    *PURE_SDISTS], check=True)
+    cmd = [sys.executable, "-m", "pip", "download", "-q", "--only-binary=:all:",
+           "--python-version", python, "--implementation", "cp", "-d", str(dest),
+           "--find-links", str(dest), *pinned(packages)]
     for plat in WHEEL_PLATFORMS:
         cmd += ["--platform", plat]
-    # pure-Python wheels come as any; the platform list covers the compiled ones
     subprocess.run(cmd, check=True)
     kept = []
     for wheel in sorted(dest.glob("*.whl")):
