@@ -17,7 +17,7 @@ from genesis_rna import device_check
 from genesis_rna.checkpoint import load_model
 from genesis_rna.predict import main as predict_main
 from tests.helpers import REPO, need_mmseqs
-from tests.workflow_utils import copy_workflow
+from tests.workflow_utils import copy_workflow, write_config
 
 
 def test_workflow_config_moves_data_and_uses_the_gpu_trainer_configs():
@@ -80,16 +80,22 @@ def test_dry_run_of_the_whole_device_script(tmp_path):
     """prepare (the demo split, no wheels) then run --dry-run: the CUDA tests step (skipped
     here), bench train on CPU, the workflow from the carried split; what comes back."""
     need_mmseqs()
-    work = copy_workflow(tmp_path)
+    work = copy_workflow(tmp_path / "repo")
+    # the demo config on its first 240 records (the whole demo takes minutes per stage on CPU)
+    records = (work / "resources" / "demo_corpus.fasta").read_text().split(">")[1:241]
+    (work / "resources" / "dry.fasta").write_text("".join(">" + r for r in records))
+    write_config(work / "config", {"corpus": {"source": "resources/dry.fasta"}}, "dry.yaml")
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     prep = subprocess.run([sys.executable, "-m", "genesis_rna.device_check", "prepare",
-                           "--configfile", "config/config.yaml", "--wheels"], cwd=work,
+                           "--configfile", "config/dry.yaml", "--wheels"], cwd=work,
                           capture_output=True, text=True, env=env, timeout=900)
     assert prep.returncode == 0, prep.stdout + prep.stderr
-    assert "device_check run --carry results/device_carry" in prep.stdout
+    assert "device_check run --carry results/device_carry --configfile config/dry.yaml" \
+        in prep.stdout
     out = tmp_path / "out"
     run = subprocess.run([sys.executable, "-m", "genesis_rna.device_check", "run", "--dry-run",
-                          "--out", str(out), "--budget_s", "2400"], cwd=work,
+                          "--configfile", "config/dry.yaml", "--out", str(out),
+                          "--budget_s", "2400"], cwd=work,
                          capture_output=True, text=True, env=env, timeout=2700)
     assert run.returncode == 0, run.stdout[-5000:] + run.stderr[-3000:]
     assert sorted(p.name for p in out.iterdir()) == [
