@@ -48,7 +48,14 @@ from tqdm import tqdm
 
 from genesis_rna.atomic import atomic_open
 from genesis_rna.benchmarks import iter_benchmark_records
-from genesis_rna.data import IGNORE_INDEX, RNADataset, SplitData, collate, load_split
+from genesis_rna.data import (
+    IGNORE_INDEX,
+    RNADataset,
+    SplitData,
+    collate,
+    load_split,
+    model_inputs,
+)
 from genesis_rna.decoding import decode_candidates, sparse_candidates
 from genesis_rna.errors import ConfigError, GenesisError
 from genesis_rna.eval_metrics import (
@@ -182,9 +189,10 @@ def masked_lm_eval(model: torch.nn.Module, data: SplitData, *, seed: int, mask_p
         cells = batch_cells or default_batch_cells(device)
         for batch in tqdm(length_batches(lengths, max_len, cells, 256, bucket_multiple),
                           desc="MLM test", unit="batch", disable=not progress, file=sys.stderr):
-            b = collate([ds[(0, k)] for k in batch], max_len, bucket_multiple)
-            with autocast_for(device, precision):
-                logits = model(b["tokens"].to(device), b["attention_mask"].to(device))["mlm_logits"]
+            b = {k: v.to(device) for k, v in
+                 collate([ds[(0, k)] for k in batch], max_len, bucket_multiple).items()}
+            with autocast_for(device, precision):  # a thermo model gets its feature maps too
+                logits = model(**model_inputs(b, model.config))["mlm_logits"]
             labels = b["mlm_labels"].to(device)
             sel = labels != IGNORE_INDEX
             logp = F.log_softmax(logits.float()[sel], dim=-1)
