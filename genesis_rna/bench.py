@@ -12,7 +12,12 @@ train     real (non-padding) nucleotides/s of forward+backward+step for a model 
           against the earlier design (``baseline_model``: same dimensions, fp32, padded to
           512) on the same batches, in ``--train_rounds`` alternating rounds of
           ``--train_steps`` steps; the speedup per round, counted GFLOP/s and MFU against the
-          faster of a bf16 and an fp32 matmul measured at the same thread count.
+          faster of a bf16 and an fp32 matmul measured on the same device (``--device``: CPU
+          at the same thread count, or CUDA). ``--train_ast off,on`` also times the trainer
+          CLI itself (``--train_config``: its loader workers, pinned memory, AST selection,
+          micro-batches, GradScaler) for ``--train_steps`` steps after ``--train_warmup``,
+          AST off and on: trained nt/s (loader waits included), the AST activation, and MFU
+          against the measured bf16 matmul from the FLOPs per trained nt of a few more steps.
 ast       the trainer CLI (``--train_config``, ``--model_size``) on ``--ast_train_rows``
           sequences of the split: AST off for ``--ast_epochs`` epochs and AST on in each
           selection mode (threshold, importance) for about the same wall-clock budget
@@ -115,6 +120,8 @@ def _child(argv: list[str]) -> None:
         n, extra = _mmseqs_child(json.loads(rest[0]))
     elif kind == "trainer_steps":
         n, extra = _trainer_steps_child(rest[0], rest[1], rest[2], rest[3], int(rest[4]))
+    elif kind == "trainer_rate":
+        n, extra = _trainer_rate_child(json.loads(rest[0]))
     else:
         raise SystemExit(f"unknown measurement {kind}")
     seconds = time.perf_counter() - t0
@@ -171,13 +178,105 @@ def _trainer_steps_child(config: str, data: str, out: str, model_size: str, step
     return len(trainer.train_data), {"steps": steps, "candidate_nt": nt}
 
 
+def _trainer_rate_child(job: dict) -> tuple[int, dict]:
+    """Trained nucleotides per second of the trainer as the CLI builds it (its loader with
+    ``num_workers`` workers and pinned memory on CUDA, AST selection, micro-batches, GradScaler
+    or bf16, on-device pair targets), loader waits included: ``warmup`` steps (untimed; AST's
+    controller settles), ``steps`` timed steps, then ``flop_steps`` more under the FLOP counter
+    for the FLOPs per trained nt (the MFU estimate: the timed steps' trained nt/s times that)."""
+    import torch
+
+    from genesis_rna.flops import counted_flops
+    from genesis_rna.train_config import config_from_args
+    from genesis_rna.train_pretrain import Trainer
+
+    cfg = config_from_args(["--config", job["config"], "--data_path", job["data"],
+                            "--output_dir", job["out"], "--model_size", job["model_size"],
+                            "--use_ast" if job["ast"] else "--no-use_ast",
+                            "--device", job["device"], "--no-progress", "--no-resume",
+                            "--save_every_steps", "1000000000", *job["extra"]])
+    trainer = Trainer(cfg)
+    trainer.model.train()
+    trainer.train_sampler.set_epoch(0, 0)
+    cuda = trainer.device.type == "cuda"
+    need = job["warmup"] + job["steps"] + job["flop_steps"]
+    if trainer.steps_per_epoch < need:
+        raise SystemExit(f"{job['data']}: {trainer.steps_per_epoch} steps per epoch; need {need}")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(trainer.device)
+
+    batches = iter(trainer.train_loader)
+    for _ in range(job["warmup"]):
+        trainer.train_step(next(batches))
+    sync()
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(trainer.device)
+    trained0, selected0 = trainer.stats.v["tokens"], trainer.ast.epoch_selected if trainer.ast else 0
+    samples0 = trainer.ast.epoch_samples if trainer.ast else 0
+    candidate_nt = 0
+    t0 = time.perf_counter()
+    for _ in range(job["steps"]):
+        batch = next(batches)
+        candidate_nt += int(batch["lengths"].sum())
+        trainer.train_step(batch)
+    sync()
+    seconds = time.perf_counter() - t0
+    trained = trainer.stats.v["tokens"] - trained0
+    activation = ((trainer.ast.epoch_selected - selected0) / (trainer.ast.epoch_samples - samples0)
+                  if trainer.ast else 1.0)
+    flops = counted_tokens = 0
+    for _ in range(job["flop_steps"]):
+        batch = next(batches)
+        before = trainer.stats.v["tokens"]
+        flops += counted_flops(lambda b=batch: trainer.train_step(b))
+        counted_tokens += trainer.stats.v["tokens"] - before
+    extra = {"steps": job["steps"], "trained_nt": trained, "candidate_nt": candidate_nt,
+             "trained_nt_per_s": trained / seconds, "candidate_nt_per_s": candidate_nt / seconds,
+             "activation": activation, "precision": trainer.precision,
+             "device": str(trainer.device), "batch_size": cfg.batch_size,
+             "num_workers": cfg.num_workers,
+             "flop_per_trained_nt": flops / counted_tokens if counted_tokens else 0.0,
+             "timed_seconds": seconds}
+    if cuda:
+        extra["peak_gpu_mb"] = torch.cuda.max_memory_allocated(trainer.device) / 2**20
+    return len(trainer.train_data), extra
+
+
+def bench_train_trainer(split_dir: Path, train_config: Path, model_size: str, ast_modes: list[bool],
+                        steps: int, warmup: int, device: str, work: Path, peak: float | None,
+                        extra: tuple[str, ...] = (), flop_steps: int = 2) -> list[dict]:
+    """The trainer's trained nt/s with AST on and off (``_trainer_rate_child``, one fresh
+    process each, the same packed split), MFU against ``peak`` (FLOP/s, e.g. the measured
+    bf16 matmul) when given."""
+    rows = []
+    for ast in ast_modes:
+        job = {"config": str(train_config), "data": str(split_dir), "out": str(work / "trainer"),
+               "model_size": model_size, "ast": ast, "device": device, "steps": steps,
+               "warmup": warmup, "flop_steps": flop_steps, "extra": list(extra)}
+        r = _measure("trainer_rate", json.dumps(job))
+        mfu = (r["trained_nt_per_s"] * r["flop_per_trained_nt"] / peak) if peak else None
+        rows.append({"bench": "train_trainer",
+                     "mode": f"{model_size}, trainer CLI ({train_config.name}), AST "
+                             f"{'on' if ast else 'off'}, {r['precision']}, {r['device']}",
+                     "records": int(r["trained_nt"]), "seconds": r["timed_seconds"],
+                     "records_per_s": r["trained_nt_per_s"],
+                     **{k: v for k, v in r.items() if k not in ("records", "seconds")},
+                     **({"mfu_vs_bf16_matmul": mfu} if mfu is not None else {})})
+    return rows
+
+
 def _folder_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6
 
 
 def _measure(*args: str, env: dict | None = None) -> dict:
     out = subprocess.run([sys.executable, "-m", "genesis_rna.bench", "_child", *args],
-                         capture_output=True, text=True, check=True, env=env)
+                         capture_output=True, text=True, env=env)
+    if out.returncode != 0:  # say why: the child's last lines
+        tail = "\n".join((out.stderr or out.stdout).strip().splitlines()[-15:])
+        raise RuntimeError(f"measurement {args[0]} failed (exit {out.returncode}):\n{tail}")
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -232,12 +331,14 @@ def bench_annotate(fasta: Path, work: Path, n: int = 1200, max_len: int = 400) -
 
 
 def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
-                batch: int = 32, bucket_multiple: int = 8, profile_rows: int = 0) -> list[dict]:
+                batch: int = 32, bucket_multiple: int = 8, profile_rows: int = 0,
+                device: str = "cpu") -> list[dict]:
     """Training throughput against the earlier design, in alternating rounds, with MFU.
 
     Two setups train on the same batches of the split (epoch 0 of the length-bucketed
-    sampler): this package's model (bf16 autocast where the CPU has native bf16, else fp32, as
-    the trainer resolves it; widths a multiple of ``bucket_multiple``) and
+    sampler) on ``device`` (``cpu``, ``cuda``, ``auto``): this package's model (bf16 autocast
+    where the device has native bf16, else fp32, as the trainer resolves it; widths a multiple
+    of ``bucket_multiple``) and
     ``baseline_model.PaddedBaseline`` (the earlier design: same dimensions, fp32, every batch
     padded to 512). Each round runs ``steps`` steps of one setup, then the same batches on the
     other, so both see the same machine load; the ratio is reported per round (each width is
@@ -257,10 +358,12 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
     from genesis_rna.flops import counted_flops, matmul_peak
     from genesis_rna.losses import MultiTaskLoss
     from genesis_rna.model import GenesisRNA, model_config_for
-    from genesis_rna.runtime import resolve_precision
+    from genesis_rna.runtime import autocast_for, resolve_device, resolve_precision
 
     threads = torch.get_num_threads()
-    precision = resolve_precision("bf16", torch.device("cpu"))
+    dev = resolve_device(device)
+    cuda = dev.type == "cuda"
+    precision = resolve_precision("bf16", dev)
     data = load_split(split_dir / "train.parquet")
     dataset = RNADataset(data, 512, 0.15, seed=0, train=True)
     order = BucketBatchSampler(data.lengths, batch, seed=0, shuffle=True).epoch_batches(0)
@@ -271,15 +374,20 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
     cfg = model_config_for(model_size, max_len=512)
     setups = {  # name: (model, autocast bf16, bucket multiple)
         f"genesis_rna, {precision}, length buckets of {bucket_multiple}": (
-            GenesisRNA(cfg), precision == "bf16", bucket_multiple),
-        "earlier design, fp32, padded to 512": (PaddedBaseline(cfg), False, 512),
+            GenesisRNA(cfg).to(dev), precision == "bf16", bucket_multiple),
+        "earlier design, fp32, padded to 512": (PaddedBaseline(cfg).to(dev), False, 512),
     }
 
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize(dev)
+
     def make_step(model, opt, bf16, multiple, idx):
-        b = collate([dataset[(0, i)] for i in idx], 512, multiple)
+        b = {k: v.to(dev) for k, v in collate([dataset[(0, i)] for i in idx], 512,
+                                               multiple).items()}
 
         def step():
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            with autocast_for(dev, "bf16" if bf16 else "fp32"):
                 out = model(b["tokens"], b["attention_mask"])
             loss_fn(out, b).total.backward()
             if opt is not None:
@@ -288,6 +396,8 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
         return step, int(b["lengths"].sum())
 
     torch.manual_seed(0)
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(dev)
     state = {name: (m, torch.optim.AdamW(m.parameters(), lr=1e-4), bf16, mult)
              for name, (m, bf16, mult) in setups.items()}
     timed: dict[str, list[tuple[float, int]]] = {name: [] for name in setups}
@@ -302,9 +412,11 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
         for name, (m, opt, bf16, mult) in (state.items() if r % 2 == 0
                                            else reversed(state.items())):
             steps_nt = [make_step(m, opt, bf16, mult, idx) for idx in chunk]  # collate untimed
+            sync()
             t0 = time.perf_counter()
             for step, _ in steps_nt:
                 step()
+            sync()
             timed[name].append((time.perf_counter() - t0, sum(nt for _, nt in steps_nt)))
     # FLOPs of the timed batches (no optimizer step; the counts do not depend on the values)
     # per round, as the timing (a round's MFU is its FLOPs over its own seconds)
@@ -319,8 +431,10 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
                     per_batch = counted_flops(make_step(m, None, bf16, mult, idx)[0])
                 total += per_batch
             flops[name].append(total)
-    peak_bf16, peak_fp32 = matmul_peak(torch.bfloat16), matmul_peak(torch.float32)
-    best = max(peak_bf16, peak_fp32)  # this CPU's limit: bf16 where native, else fp32
+    peak_bf16 = matmul_peak(torch.bfloat16, device=dev)
+    peak_fp32 = matmul_peak(torch.float32, device=dev)
+    best = max(peak_bf16, peak_fp32)  # the device's limit: bf16 where native, else fp32
+    where = f"{torch.cuda.get_device_name(dev)}" if cuda else f"{threads} threads"
     rows = []
     for name, runs in timed.items():
         rates = [n / t for t, n in runs]
@@ -328,7 +442,7 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
         peak = peak_bf16 if state[name][2] else peak_fp32
         t, n = runs[mid]
         rows.append({"bench": "train", "mode": f"{model_size}, {name}, batch {batch}, "
-                     f"{threads} threads (median of {rounds} rounds)", "records": n,
+                     f"{where} (median of {rounds} rounds)", "records": n,
                      "seconds": t, "records_per_s": n / t,
                      "round_nt_per_s": [round(x) for x in rates],
                      "gflop_per_s": flops[name][mid] / t / 1e9,
@@ -336,17 +450,23 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
                      "mfu_vs_own_dtype_matmul": flops[name][mid] / t / peak,
                      "round_mfu_vs_best": [round(f / t / best, 3)
                                            for f, (t, _) in zip(flops[name], runs, strict=True)],
-                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024})
+                     "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+                     **({"peak_gpu_mb": torch.cuda.max_memory_allocated(dev) / 2**20}
+                        if cuda else {})})
     if profile_rows:
         from torch.profiler import ProfilerActivity, profile
 
         m, opt, bf16, mult = next(iter(state.values()))
         steps_nt = [make_step(m, opt, bf16, mult, idx) for idx in order[2 : 2 + steps]]
-        with profile(activities=[ProfilerActivity.CPU]) as prof:
+        activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if cuda else [])
+        with profile(activities=activities) as prof:
             for step, _ in steps_nt:
                 step()
-        print(f"torch.profiler: {next(iter(state))}, {steps} steps, {threads} threads")
-        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=profile_rows))
+            sync()
+        print(f"torch.profiler: {next(iter(state))}, {steps} steps, {where}")
+        print(prof.key_averages().table(
+            sort_by="self_cuda_time_total" if cuda else "self_cpu_time_total",
+            row_limit=profile_rows))
     ours, old = timed.values()
     ratios = [(n1 / t1) / (n2 / t2) for (t1, n1), (t2, n2) in zip(ours, old, strict=True)]
     rows[0]["speedup_vs_earlier_design"] = statistics.median(ratios)
@@ -354,7 +474,7 @@ def bench_train(split_dir: Path, model_size: str, steps: int, rounds: int = 3,
     rows[0]["speedup_all_rounds"] = ((sum(n for _, n in ours) / sum(t for t, _ in ours))
                                      / (sum(n for _, n in old) / sum(t for t, _ in old)))
     rows[0]["round_speedups"] = [round(x, 2) for x in ratios]
-    rows.append({"bench": "train", "mode": f"matmul peak, 2048^3, {threads} threads",
+    rows.append({"bench": "train", "mode": f"matmul peak, {8192 if cuda else 2048}^3, {where}",
                  "records": 0, "seconds": 0.0, "records_per_s": 0.0,
                  "bf16_gflop_per_s": peak_bf16 / 1e9, "fp32_gflop_per_s": peak_fp32 / 1e9})
     return rows
@@ -770,7 +890,19 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model_size", default="small")
     ap.add_argument("--train_steps", type=int, default=4, help="train: steps per round")
     ap.add_argument("--train_rounds", type=int, default=3)
+    ap.add_argument("--train_batch", type=int, default=32,
+                    help="train: batch of the model loop against the earlier design")
     ap.add_argument("--bucket_multiple", type=int, default=8, help="train: this model's widths")
+    ap.add_argument("--device", default="auto",
+                    help="train: cpu, cuda or auto (CUDA when present)")
+    ap.add_argument("--train_ast", default="", metavar="MODES",
+                    help="train: also time the trainer CLI (--train_config, loader and all) "
+                         "with AST in each of these modes, e.g. off,on (default: none)")
+    ap.add_argument("--train_warmup", type=int, default=3,
+                    help="train: untimed trainer steps before --train_steps timed ones")
+    ap.add_argument("--train_skip_baseline", action="store_true",
+                    help="train: only the trainer rows (--train_ast), not the model loop "
+                         "against the earlier design")
     ap.add_argument("--profile", type=int, default=0, metavar="N",
                     help="train: print the top N ops of this model's steps (torch.profiler)")
     ap.add_argument("--fasta", type=Path, default=DEFAULT_FASTA)
@@ -840,9 +972,27 @@ def main(argv: list[str] | None = None) -> int:
         if "annotate" in args.what:
             rows += bench_annotate(args.fasta, Path(tmp), n=args.annotate_n)
         if "train" in args.what:
-            rows += bench_train(args.split_dir, args.model_size, args.train_steps,
-                                 args.train_rounds, bucket_multiple=args.bucket_multiple,
-                                 profile_rows=args.profile)
+            modes = [m.strip() for m in args.train_ast.split(",") if m.strip()]
+            if bad := [m for m in modes if m not in ("on", "off")]:
+                ap.error(f"--train_ast: {bad[0]!r} is not on or off")
+            if not args.train_skip_baseline:
+                rows += bench_train(args.split_dir, args.model_size, args.train_steps,
+                                    args.train_rounds, batch=args.train_batch,
+                                    bucket_multiple=args.bucket_multiple,
+                                    profile_rows=args.profile, device=args.device)
+            if modes:
+                peak = next((r["bf16_gflop_per_s"] * 1e9 for r in rows
+                             if "bf16_gflop_per_s" in r), None)
+                if peak is None:
+                    import torch
+
+                    from genesis_rna.flops import matmul_peak
+                    from genesis_rna.runtime import resolve_device
+
+                    peak = matmul_peak(torch.bfloat16, device=resolve_device(args.device))
+                rows += bench_train_trainer(args.split_dir, args.train_config, args.model_size,
+                                            [m == "on" for m in modes], args.train_steps,
+                                            args.train_warmup, args.device, Path(tmp), peak)
         if "ast" in args.what:
             rows += bench_ast(args.split_dir, args.train_config, args.model_size,
                               args.ast_train_rows, args.ast_val_rows, Path(tmp),

@@ -190,9 +190,9 @@ def masked_lm_eval(model: torch.nn.Module, data: SplitData, *, seed: int, mask_p
         cells = batch_cells or default_batch_cells(device)
         for batch in tqdm(length_batches(lengths, max_len, cells, 256, bucket_multiple),
                           desc="MLM test", unit="batch", disable=not progress, file=sys.stderr):
-            b = collate([ds[(0, k)] for k in batch], max_len, bucket_multiple)
-            with autocast_for(device, precision):
-                b = {k: v.to(device) for k, v in b.items()}
+            b = {k: v.to(device) for k, v in
+                 collate([ds[(0, k)] for k in batch], max_len, bucket_multiple).items()}
+            with autocast_for(device, precision):  # a thermo model gets its feature maps too
                 logits = model(**model_inputs(b, model.config))["mlm_logits"]
             labels = b["mlm_labels"].to(device)
             sel = labels != IGNORE_INDEX

@@ -1,7 +1,7 @@
 """Fold new sequences with a trained model: FASTA (or any structure file) in, dot-bracket
 FASTA, CT or bpseq out.
 
-    python -m genesis_rna.predict --checkpoint model.pt --input seqs.fasta --output out.fa \
+    python -m genesis_rna.predict [--checkpoint model.pt] --input seqs.fasta --output out.fa \
         [--format dbn|ct|bpseq] [--draw DIR] [--pair_probs probs.parquet|probs.npz] \
         [--threshold X] [--decoder mea|greedy] [--rejected FILE] [--strict]
 
@@ -21,7 +21,8 @@ A model trained with thermodynamic features gets them computed here (ViennaRNA, 
 stage computes them), so a FASTA gives the structures that evaluation scores.
 ``--pair_probs`` writes the pair probabilities >= ``--prob_floor`` as a long table
 (index, id, i, j, prob; 0-based positions, i < j): Parquet, or numpy ``.npz`` (plain arrays,
-readable with ``allow_pickle=False``).
+readable with ``allow_pickle=False``). Without ``--checkpoint`` the model shipped in
+``resources/models/`` folds them (``genesis_rna.shipped_model``).
 """
 
 from __future__ import annotations
@@ -54,6 +55,7 @@ from genesis_rna.predict_io import (
     write_structures,
 )
 from genesis_rna.runtime import add_inference_arguments
+from genesis_rna.shipped_model import REPO, SHIPPED_MODEL, resolve_checkpoint
 from genesis_rna.tables import write_table
 
 
@@ -77,7 +79,7 @@ def write_pair_probs(path: str | Path, records: list[InputSequence],
                                     "i": i, "j": j, "prob": prob}))
 
 
-def predict_fasta(checkpoint: str | Path, input_path: str | Path,
+def predict_fasta(checkpoint: str | Path | None, input_path: str | Path,
                   output: str | Path | None = None, *, pair_probs: str | Path | None = None,
                   threshold: float | None = None, decoder: str | None = None,
                   device: str = "auto",
@@ -89,7 +91,8 @@ def predict_fasta(checkpoint: str | Path, input_path: str | Path,
     decoder, rejected, where}.
 
     ``decoder`` defaults to the one the checkpoint's threshold was tuned for. ``fmt`` and
-    ``output``: see ``predict_io.output_layout``; ``draw``: a folder for the drawings."""
+    ``output``: see ``predict_io.output_layout``; ``draw``: a folder for the drawings; ``checkpoint``
+    None: the shipped model."""
     if threshold is not None and not 0.0 < threshold < 1.0:
         raise ConfigError("threshold", f"must be in (0, 1), got {threshold}")
     if decoder is not None and decoder not in DECODERS:
@@ -110,7 +113,8 @@ def predict_fasta(checkpoint: str | Path, input_path: str | Path,
                              + rejected_summary(input_path, rejected, 0))
     for warning in duplicate_id_warnings(records):
         print(warning, file=sys.stderr)
-    loaded = load_for_inference(checkpoint, device=device, precision=precision, window=window)
+    loaded = load_for_inference(resolve_checkpoint(checkpoint), device=device,
+                                precision=precision, window=window)
     model, tokenizer, config = loaded.model, loaded.tokenizer, loaded.config
     dev, prec = loaded.device, loaded.precision
     thr = loaded.threshold if threshold is None else threshold
@@ -145,7 +149,8 @@ def predict_fasta(checkpoint: str | Path, input_path: str | Path,
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m genesis_rna.predict",
                                 description="Predict secondary structures with a trained model.")
-    p.add_argument("--checkpoint", required=True, help="final model.pt of a training run")
+    p.add_argument("--checkpoint", help="final model.pt of a training run (default: the shipped "
+                   f"model, {SHIPPED_MODEL.relative_to(REPO)})")
     p.add_argument("--input", required=True,
                    help="FASTA(.gz) of RNA (or DNA) sequences, or any structure file (dot-bracket "
                         "FASTA, bpseq, ct, bpRNA CSV; read by content, structures ignored)")

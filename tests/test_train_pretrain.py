@@ -196,6 +196,7 @@ def test_checkpoint_with_code_payload_is_refused(tmp_path):
     assert not (tmp_path / "PWNED_BY_CHECKPOINT").exists()
 
 
+@pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (fp16 + GradScaler)")
 def test_fp16_gradscaler_on_cuda(data_dir, tmp_path):
     out = tmp_path / "out"
