@@ -89,7 +89,6 @@ from genesis_rna.tokenization import A_ID, N_ID, VOCAB
 
 TEST_NAME = "test"
 METHODS = ("model", "vienna", "vienna_mea")
-BASELINES = ("vienna", "vienna_mea")
 # ViennaRNA MEA threshold when none is given: gamma = 1 (t = 1 / (gamma + 1)), the
 # gamma-centroid default of CentroidFold and of RNAfold --MEA's gamma
 DEFAULT_MEA_THRESHOLD = 0.5
@@ -250,7 +249,7 @@ def score_dataset(records: Sequence[EvalRecord], predictions: Sequence,
                   baselines: Mapping[str, Sequence[list[Pair]]] | None = None
                   ) -> tuple[pd.DataFrame, dict]:
     """Per-sequence table and summary block (overall, per family, per length bin);
-    ``baselines``: method name (``BASELINES``) -> its pairs per record."""
+    ``baselines``: method name (``vienna``, ``vienna_mea``) -> its pairs per record."""
     n = len(records)
     lengths = [len(r.sequence) for r in records]
     # The model's reported elements are its structure head's; the bpRNA labels of its decoded

@@ -78,9 +78,6 @@ class ThermoFeatures:
     mfe_energy: float
     ensemble_energy: float
 
-    def bpp_candidates(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        return self.bpp_i.astype(np.int64), self.bpp_j.astype(np.int64), self.bpp_p.astype(np.float64)
-
     def crop(self, start: int, n: int) -> ThermoFeatures:
         """The features of positions start..start+n-1 (pairs with both bases inside), re-indexed."""
         keep = (self.bpp_i >= start) & (self.bpp_j < start + n)
