@@ -204,7 +204,7 @@ def thermo_sample(thermo: ThermoFeatures | None) -> dict:
     if thermo is None:
         return {}
     return {"bpp": np.stack([thermo.bpp_i, thermo.bpp_j], 1), "bpp_p": thermo.bpp_p,
-            "mfe": thermo.mfe}
+            "bpp_x": thermo.bpp_x, "mfe": thermo.mfe}
 
 
 def _sparse_rows(samples: Sequence[dict], key: str) -> torch.Tensor:
@@ -252,6 +252,11 @@ def collate(samples: Sequence[dict], max_len: int, bucket_multiple: int) -> dict
                      [np.asarray(s["bpp_p"], np.float32) for s in samples if len(s["bpp"])]
                      or [np.zeros(0, np.float32)])),
                  "mfe_index": _sparse_rows(samples, "mfe")}
+        extra_sets = min(s["bpp_x"].shape[1] for s in samples)
+        if extra_sets:  # the same cells under further parameter sets
+            extra["bpp_xprob"] = torch.from_numpy(np.concatenate(
+                [np.asarray(s["bpp_x"][:, :extra_sets], np.float32) for s in samples
+                 if len(s["bpp"])] or [np.zeros((0, extra_sets), np.float32)]))
     return {
         "index": torch.tensor([s["index"] for s in samples], dtype=torch.long),
         "tokens": tokens,  # [B, T] model input (masked)
@@ -262,19 +267,37 @@ def collate(samples: Sequence[dict], max_len: int, bucket_multiple: int) -> dict
         "struct_labels": struct,  # [B, T] class id at nucleotides, else IGNORE_INDEX
         "pair_index": _sparse_rows(samples, "pairs"),  # [P, 3] row, i, j
         "lengths": lengths,  # [B] nucleotides per sample
-        **extra,  # bpp_index [Q, 3], bpp_prob [Q], mfe_index [M, 3]
+        **extra,  # bpp_index [Q, 3], bpp_prob [Q], mfe_index [M, 3], bpp_xprob [Q, S - 1]
     }
 
 
-def thermo_maps(batch: dict[str, torch.Tensor]) -> torch.Tensor:
-    """The symmetric [B, 2, T, T] float map of a batch's thermodynamic features (pair
-    probability, MFE pair), on the batch's device."""
+def thermo_sets(batch: dict[str, torch.Tensor]) -> int:
+    """How many parameter sets' pair probabilities a batch carries (``folding.PARAMETER_SETS``)."""
+    return 1 + (batch["bpp_xprob"].shape[1] if "bpp_xprob" in batch else 0)
+
+
+def thermo_maps(batch: dict[str, torch.Tensor], parameter_sets: int = 1) -> torch.Tensor:
+    """The symmetric [B, 1 + S, T, T] float map of a batch's thermodynamic features (pair
+    probability, MFE pair, then the pair probabilities under ``PARAMETER_SETS[1:S]``), S =
+    ``parameter_sets``, on the batch's device."""
     b, t = batch["tokens"].shape
-    maps = torch.zeros((b, 2, t, t), dtype=torch.float32, device=batch["tokens"].device)
+    if parameter_sets > thermo_sets(batch):
+        raise ConfigError("thermo_parameter_sets",
+                          f"the model reads {parameter_sets} ViennaRNA parameter sets, the "
+                          f"data carries {thermo_sets(batch)}: compute the thermo stage with "
+                          f"thermo.parameter_sets >= {parameter_sets}")
+    maps = torch.zeros((b, 1 + parameter_sets, t, t), dtype=torch.float32,
+                       device=batch["tokens"].device)
     r, i, j = batch["bpp_index"].to(maps.device).unbind(1)
     p = batch["bpp_prob"].to(maps.device)
-    maps[r, 0, i, j] = p
-    maps[r, 0, j, i] = p
+    if parameter_sets > 1:
+        p = torch.cat([p[:, None], batch["bpp_xprob"][:, : parameter_sets - 1].to(maps.device)], 1)
+        channels = torch.tensor([0, *range(2, parameter_sets + 1)], device=maps.device)
+        maps[r[:, None], channels, i[:, None], j[:, None]] = p
+        maps[r[:, None], channels, j[:, None], i[:, None]] = p
+    else:
+        maps[r, 0, i, j] = p
+        maps[r, 0, j, i] = p
     r, i, j = batch["mfe_index"].to(maps.device).unbind(1)
     maps[r, 1, i, j] = 1.0
     maps[r, 1, j, i] = 1.0
@@ -291,7 +314,7 @@ def model_inputs(batch: dict[str, torch.Tensor], config, tokens: str = "tokens")
             raise ConfigError("thermo_features", "the model reads thermodynamic features but "
                               "the data has none: pack the split with the thermo stage's "
                               "features (pack_split), or train with --no-thermo_features")
-        out["thermo"] = thermo_maps(batch)
+        out["thermo"] = thermo_maps(batch, config.thermo_parameter_sets)
     return out
 
 
@@ -306,7 +329,7 @@ def dense_pair_target(batch: dict[str, torch.Tensor]) -> torch.Tensor:
 
 
 # a batch's sparse entries (rows of batch row, i, j) -> the per-entry values aligned with them
-SPARSE_KEYS = {"pair_index": (), "bpp_index": ("bpp_prob",), "mfe_index": ()}
+SPARSE_KEYS = {"pair_index": (), "bpp_index": ("bpp_prob", "bpp_xprob"), "mfe_index": ()}
 
 
 def subset_batch(batch: dict[str, torch.Tensor], rows: torch.Tensor, bucket_multiple: int) -> dict:
@@ -321,7 +344,8 @@ def subset_batch(batch: dict[str, torch.Tensor], rows: torch.Tensor, bucket_mult
             kept = new_row[val[:, 0]] >= 0
             out[key] = torch.cat([new_row[val[kept, :1]], val[kept, 1:]], 1)
             for aligned in SPARSE_KEYS[key]:
-                out[aligned] = batch[aligned][kept]
+                if aligned in batch:
+                    out[aligned] = batch[aligned][kept]
             continue
         if any(key in v for v in SPARSE_KEYS.values()):
             continue

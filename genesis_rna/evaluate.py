@@ -474,9 +474,12 @@ def evaluate(
         seqs = [r.sequence for r in records]
         feats = None
         if baseline or reads_thermo:
-            missing = {s for s in seqs if s not in store}
+            sets = model.config.thermo_parameter_sets if reads_thermo else 1
+            stored = [store.get(s) for s in seqs]
+            missing = {s for s, f in zip(seqs, stored, strict=True)
+                       if f is None or f.parameter_sets < sets}
             feats = features_for(seqs, store, threads=workers, progress=progress,
-                                 desc=f"ViennaRNA {name}",
+                                 desc=f"ViennaRNA {name}", parameter_sets=sets,
                                  log=lambda m: print(m, file=sys.stderr))
             computed += [(s, f) for s, f in zip(seqs, feats, strict=True) if s in missing]
         t1 = time.perf_counter()
@@ -532,10 +535,13 @@ def evaluate(
 
 def _write_cache(cache: Path, computed: Sequence[tuple[str, ThermoFeatures]]) -> None:
     """The cache's rows plus the features computed in this evaluation (one row per sequence)."""
-    new = pa.Table.from_pylist([to_row("", s, f) for s, f in dict(computed).items()],
-                               schema=THERMO)
-    if cache.exists():
-        new = pa.concat_tables([pq.read_table(cache, schema=THERMO), new])
+    done = dict(computed)
+    new = pa.Table.from_pylist([to_row("", s, f) for s, f in done.items()], schema=THERMO)
+    if cache.exists():  # recomputed rows (more parameter sets) replace the old ones
+        store = ThermoStore([cache])
+        old = [to_row("", s, f) for s in store.sequences() if s not in done
+               for f in [store.get(s)]]
+        new = pa.concat_tables([pa.Table.from_pylist(old, schema=THERMO), new])
     write_table(cache, new)
 
 

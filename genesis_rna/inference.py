@@ -204,9 +204,12 @@ def predict_structures(
         if thermo is not None and len(thermo) != len(seqs):
             raise ValueError(f"{len(thermo)} thermodynamic feature sets for {len(seqs)} sequences")
         feats = list(thermo) if thermo is not None else [None] * len(seqs)
-        missing = [k for k, s in enumerate(seqs) if s and feats[k] is None]
+        sets = model.config.thermo_parameter_sets
+        missing = [k for k, s in enumerate(seqs)
+                   if s and (feats[k] is None or feats[k].parameter_sets < sets)]
         for k, f in zip(missing, features_for([seqs[k] for k in missing], threads=threads,
-                                              progress=progress, desc=f"{desc}: ViennaRNA"),
+                                              progress=progress, desc=f"{desc}: ViennaRNA",
+                                              parameter_sets=sets),
                         strict=True):
             feats[k] = f
 

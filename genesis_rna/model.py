@@ -51,6 +51,8 @@ class ModelConfig:
     pair_type_channels: bool = True  # learned channels for the nucleotide pair (i, j)
     struct_from_pairs: bool = True  # structure head also reads the pair map, pooled per row
     thermo_features: bool = False  # pair head reads ViennaRNA pair probabilities + MFE pairs
+    # ... under this many of folding.PARAMETER_SETS (Turner 2004, Andronescu 2007, Langdon 2018)
+    thermo_parameter_sets: int = 1
 
     def __post_init__(self) -> None:
         # ConfigError (a ValueError) names the field: the trainer's config keys are these names
@@ -67,6 +69,11 @@ class ModelConfig:
         if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
             raise ConfigError("n_heads", f"d_model / n_heads must be an even integer (RoPE "
                               f"rotates pairs), got {self.d_model} / {self.n_heads}")
+        from genesis_rna.folding import PARAMETER_SETS
+
+        if not 1 <= self.thermo_parameter_sets <= len(PARAMETER_SETS):
+            raise ConfigError("thermo_parameter_sets", f"must be 1..{len(PARAMETER_SETS)} "
+                              f"({', '.join(PARAMETER_SETS)}), got {self.thermo_parameter_sets}")
         self.pair_conv_dilations = tuple(int(d) for d in self.pair_conv_dilations)
         if not self.pair_conv_dilations or min(self.pair_conv_dilations) < 1:
             raise ConfigError("pair_conv_dilations",
@@ -188,8 +195,13 @@ class Block(nn.Module):
 PAIR_PRIOR = 0.01  # initial pair probability of every cell
 # Thermodynamic input channels per cell: the pair probability p, its log scaled to [0, 1]
 # over the stored range (1 + log10(p) / 3 for p >= 1e-3, else 0: the evidence of weak pairs
-# is in orders of magnitude) and the MFE pair indicator.
+# is in orders of magnitude) and the MFE pair indicator; then p and log p under each further
+# parameter set (thermo_parameter_sets).
 THERMO_CHANNELS = 3
+
+
+def thermo_channel_count(parameter_sets: int) -> int:
+    return THERMO_CHANNELS + 2 * (parameter_sets - 1)
 # The thermodynamic layers start at zero (the loaded model's output unchanged) and are
 # multiplied by this gain, which scales their effective Adam step the same way: at a
 # fine-tune learning rate of 5e-4, unscaled weights would need thousands of steps to move a
@@ -198,10 +210,13 @@ THERMO_GAIN = 10.0
 
 
 def thermo_channels(thermo: torch.Tensor) -> torch.Tensor:
-    """[B, 2, T, T] (pair probability, MFE pair) -> [B, THERMO_CHANNELS, T, T] input channels."""
-    p, mfe = thermo[:, :1], thermo[:, 1:2]
+    """[B, 1 + S, T, T] (pair probability, MFE pair, pair probabilities under further parameter
+    sets) -> [B, thermo_channel_count(S), T, T] input channels (p, log p, MFE, p', log p', ...)."""
+    p = torch.cat([thermo[:, :1], thermo[:, 2:]], 1)
     logp = torch.where(p > 0, 1 + torch.log10(p.clamp(min=1e-3)) / 3, torch.zeros_like(p))
-    return torch.cat([p, logp, mfe], 1)
+    first = [p[:, :1], logp[:, :1], thermo[:, 1:2]]
+    rest = torch.stack([p[:, 1:], logp[:, 1:]], 2).flatten(1, 2)  # p', log p' per set
+    return torch.cat([*first, rest], 1)
 
 
 def _conv_layer(conv: nn.Conv2d, x: torch.Tensor, cell: torch.Tensor) -> torch.Tensor:
@@ -240,9 +255,11 @@ class PairHead(nn.Module):
         # thermodynamic features: into the map's channels (the convs refine them with the
         # context) and straight into the logits; zero at the start (see THERMO_GAIN)
         self.thermo_in = self.thermo_out = None
+        self.thermo_parameter_sets = cfg.thermo_parameter_sets
         if cfg.thermo_features:
-            self.thermo_in = nn.Conv2d(THERMO_CHANNELS, c, kernel_size=1)
-            self.thermo_out = nn.Conv2d(THERMO_CHANNELS, 1, kernel_size=1)
+            k = thermo_channel_count(cfg.thermo_parameter_sets)
+            self.thermo_in = nn.Conv2d(k, c, kernel_size=1)
+            self.thermo_out = nn.Conv2d(k, 1, kernel_size=1)
             for layer in (self.thermo_in, self.thermo_out):
                 nn.init.zeros_(layer.weight)
                 nn.init.zeros_(layer.bias)
@@ -264,7 +281,7 @@ class PairHead(nn.Module):
     def forward(self, h: torch.Tensor, tokens: torch.Tensor, key_mask: torch.Tensor,
                 thermo: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """Symmetric logits [B, T, T] and the refined pair features [B, C, T, T].
-        ``thermo`` [B, 2, T, T]: required when the head reads thermodynamic features."""
+        ``thermo`` [B, 1 + S, T, T]: required when the head reads thermodynamic features."""
         b, t, _ = h.shape
         a = self.proj(h)  # [B, T, P]
         c = self.w_prod.shape[0]
@@ -288,9 +305,10 @@ class PairHead(nn.Module):
         x = torch.addcmul(x, dist, cell)  # [B, C, T, T], zero outside the cells
         direct = None
         if self.thermo_in is not None:
-            if thermo is None or thermo.shape[-2:] != (t, t):
+            want = 1 + self.thermo_parameter_sets
+            if thermo is None or thermo.shape[1:] != (want, t, t):
                 raise ValueError("this model reads thermodynamic features (thermo_features): "
-                                 f"pass thermo [B, 2, {t}, {t}]")
+                                 f"pass thermo [B, {want}, {t}, {t}]")
             feats = thermo_channels(thermo.to(x.dtype))
             x = torch.addcmul(x, self.thermo_in(feats), cell, value=THERMO_GAIN)
             direct = THERMO_GAIN * self.thermo_out(feats)[:, 0]  # [B, T, T]
@@ -367,7 +385,7 @@ class GenesisRNA(nn.Module):
     def forward(self, tokens: torch.Tensor, attention_mask: torch.Tensor,
                 thermo: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """tokens [B, T] long, attention_mask [B, T] bool (True = real token incl. CLS/SEP),
-        thermo [B, 2, T, T] (pair probabilities, MFE pairs; ``data.thermo_maps``) when the
+        thermo [B, 1 + S, T, T] (pair probabilities, MFE pairs, further sets; ``data.thermo_maps``) when the
         model reads thermodynamic features.
 
         Returns mlm_logits [B, T, V], struct_logits [B, T, 6], pair_logits [B, T, T] and

@@ -17,6 +17,8 @@ whose model reads them):
 
     bpp.bin       int32 [Q, 2]    0-based (i, j), i < j, ViennaRNA pair probabilities >= floor
     bpp_p.bin     float32 [Q]
+    bpp_x.bin     float32 [Q, S - 1] the same cells under further parameter sets ("thermo_sets": S
+                                  of ``folding.PARAMETER_SETS``; only when S > 1)
     bpp_offsets.bin int64 [N + 1]
     mfe.bin       int32 [M, 2]    the MFE structure's pairs
     mfe_offsets.bin int64 [N + 1]
@@ -70,14 +72,18 @@ THERMO_ARRAYS: dict[str, tuple[str, tuple[int, ...]]] = {
 
 
 def _arrays(meta: dict) -> dict[str, tuple[str, tuple[int, ...]]]:
-    return {**ARRAYS, **(THERMO_ARRAYS if meta.get("thermo") else {})}
+    if not meta.get("thermo"):
+        return dict(ARRAYS)
+    extra = meta.get("thermo_sets", 1) - 1
+    return {**ARRAYS, **THERMO_ARRAYS, **({"bpp_x": ("<f4", (extra,))} if extra > 0 else {})}
 
 
 def _count(name: str, meta: dict) -> int:
     n = meta["n"]
     return {"tokens": meta["n_tokens"], "elements": meta["n_tokens"], "pairs": meta["n_pairs"],
             "ids": meta["n_id_bytes"], "lengths": n, "bpp": meta.get("n_bpp"),
-            "bpp_p": meta.get("n_bpp"), "mfe": meta.get("n_mfe")}.get(name, n + 1)
+            "bpp_p": meta.get("n_bpp"), "bpp_x": meta.get("n_bpp"),
+            "mfe": meta.get("n_mfe")}.get(name, n + 1)
 
 
 class PackWriter(AtomicWriter):
@@ -87,14 +93,16 @@ class PackWriter(AtomicWriter):
     row, so packing tens of millions of sequences needs no more than packing a thousand.
     """
 
-    def __init__(self, directory: str | Path, source: dict | None = None, thermo: bool = False):
+    def __init__(self, directory: str | Path, source: dict | None = None, thermo: bool = False,
+                 thermo_sets: int = 1):
         self.directory = Path(directory)
         self.source = source
         self.thermo = thermo
+        self.thermo_sets = thermo_sets
         self._ctx = atomic_directory(self.directory)
         self._tmp = self._ctx.__enter__()
         self._files = {name: open(self._tmp / f"{name}.bin", "wb")
-                       for name in _arrays({"thermo": thermo})}
+                       for name in _arrays(self._meta_keys())}
         self._sha = hashlib.sha1()
         self.n = self.n_tokens = self.n_pairs = self.n_id_bytes = self.n_bpp = self.n_mfe = 0
         for name in ("offsets", "pair_offsets", "id_offsets",
@@ -140,8 +148,16 @@ class PackWriter(AtomicWriter):
         self.n_pairs += int(poff[-1])
         self.n_id_bytes += int(id_len.sum())
 
+    def _meta_keys(self) -> dict:
+        return {"thermo": True, "thermo_sets": self.thermo_sets} if self.thermo else {}
+
     def _add_thermo(self, thermo: Sequence[ThermoFeatures]) -> None:
         f = self._files
+        if self.thermo_sets > 1:
+            if min(t.parameter_sets for t in thermo) < self.thermo_sets:
+                raise ValueError(f"features with fewer than {self.thermo_sets} parameter sets")
+            f["bpp_x"].write(np.concatenate([t.bpp_x[:, : self.thermo_sets - 1] for t in thermo])
+                             .astype("<f4").tobytes())
         bpp_n = np.fromiter((len(t.bpp_i) for t in thermo), np.int64, len(thermo))
         mfe_n = np.fromiter((len(t.mfe) for t in thermo), np.int64, len(thermo))
         f["bpp"].write(np.concatenate([np.stack([t.bpp_i, t.bpp_j], 1) for t in thermo])
@@ -163,9 +179,10 @@ class PackWriter(AtomicWriter):
                     "n_pairs": self.n_pairs, "n_id_bytes": self.n_id_bytes,
                     "fingerprint": self._sha.hexdigest(), "source": self.source,
                     "arrays": {name: {"dtype": dt, "row_shape": list(shape)}
-                               for name, (dt, shape) in _arrays({"thermo": self.thermo}).items()}}
+                               for name, (dt, shape) in _arrays(self._meta_keys()).items()}}
             if self.thermo:
-                meta.update(thermo=True, n_bpp=self.n_bpp, n_mfe=self.n_mfe)
+                meta.update(thermo=True, thermo_sets=self.thermo_sets, n_bpp=self.n_bpp,
+                            n_mfe=self.n_mfe)
             with open(self._tmp / META, "w", encoding="utf-8") as fh:
                 json.dump(meta, fh, indent=2, sort_keys=True)
                 fh.write("\n")
@@ -202,7 +219,8 @@ def pack_table(table: str | Path, directory: str | Path, block_rows: int = 8192,
     if missing:
         raise InputFileError(table, f"missing split-table column(s) {missing}")
     row = 0
-    with PackWriter(directory, source=table_source(table), thermo=thermo is not None) as writer:
+    with PackWriter(directory, source=table_source(table), thermo=thermo is not None,
+                    thermo_sets=thermo.parameter_sets if thermo is not None else 1) as writer:
         for batch in reader.iter_batches(batch_size=block_rows, columns=SPLIT_COLUMNS):
             cols = batch.to_pydict()
             toks, els, prs, feats = [], [], [], []
@@ -361,7 +379,9 @@ class PackedSplit:
         bpp = _Ragged(self._array("bpp"), self._array("bpp_offsets"))[k]
         p = _Ragged(self._array("bpp_p"), self._array("bpp_offsets"))[k]
         mfe = _Ragged(self._array("mfe"), self._array("mfe_offsets"))[k]
-        return ThermoFeatures(bpp[:, 0].copy(), bpp[:, 1].copy(), p, mfe, math.nan, math.nan)
+        x = (_Ragged(self._array("bpp_x"), self._array("bpp_offsets"))[k]
+             if self.meta.get("thermo_sets", 1) > 1 else None)
+        return ThermoFeatures(bpp[:, 0].copy(), bpp[:, 1].copy(), p, mfe, math.nan, math.nan, x)
 
 
 def prepare_split(data_dir: str | Path, split: str, cache_dir: str | Path, write: bool = True,

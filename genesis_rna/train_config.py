@@ -286,6 +286,10 @@ MODEL_HELP = {
     "thermo_features": "pair head reads ViennaRNA pair probabilities and MFE pairs (the thermo "
                        "stage's features, packed with the data) as input channels; a model "
                        "without them loads into one with them via --init_from (new layers at zero)",
+    "thermo_parameter_sets": "with thermo_features: how many ViennaRNA parameter sets' pair "
+                             "probabilities the pair head reads (1 = Turner 2004; 2 adds "
+                             "Andronescu 2007; 3 also Langdon 2018); the thermo stage must have "
+                             "computed at least this many (thermo.parameter_sets)",
 }
 MODEL_DEFAULTS = {**{f.name: f.default for f in fields(ModelConfig)}, "pair_conv_max_dilation":
                   max(ModelConfig.__dataclass_fields__["pair_conv_dilations"].default)}

@@ -229,7 +229,7 @@ class Trainer:
         ours = self.model_config.to_dict()
         # RoPE and the distance buckets do not depend on max_len; thermodynamic input layers
         # start at zero in a model that adds them (GenesisRNA.load_pretrained)
-        free = {"dropout", "max_len", "thermo_features"}
+        free = {"dropout", "max_len", "thermo_features", "thermo_parameter_sets"}
         differ = sorted(k for k in ours if k not in free and list(np.atleast_1d(ours[k]))
                         != list(np.atleast_1d(theirs.get(k))))
         if differ:

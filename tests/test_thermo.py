@@ -22,9 +22,9 @@ from genesis_rna.data import (
     thermo_maps,
 )
 from genesis_rna.errors import ConfigError, InputFileError
-from genesis_rna.folding import BPP_FLOOR, thermo_features
+from genesis_rna.folding import BPP_FLOOR, PARAMETER_SETS, thermo_features
 from genesis_rna.inference import predict_structures
-from genesis_rna.model import GenesisRNA, model_config_for
+from genesis_rna.model import GenesisRNA, model_config_for, thermo_channels
 from genesis_rna.packed import PackedSplit, pack_table
 from genesis_rna.structures import parse_dot_bracket
 from genesis_rna.thermo import (
@@ -274,3 +274,106 @@ def test_thermo_store_refuses_a_table_of_another_schema(tmp_path):
     pq.write_table(pa.table({"id": ["a"], "x": [1]}), bad)
     with pytest.raises(InputFileError, match="not a thermodynamic feature table"):
         ThermoStore([bad])
+
+
+LOADERS = {"turner2004": RNA.params_load_RNA_Turner2004,
+           "andronescu2007": RNA.params_load_RNA_Andronescu2007,
+           "langdon2018": RNA.params_load_RNA_Langdon2018}
+
+
+def test_further_parameter_sets_equal_viennarna_bpp_under_that_file(seqs):
+    feats = [thermo_features(s, parameter_sets=3) for s in seqs]
+    for f, seq in zip(feats, seqs, strict=True):  # the default set is unchanged by the others
+        one = thermo_features(seq)
+        keep = f.bpp_p >= BPP_FLOOR
+        np.testing.assert_array_equal(f.bpp_i[keep], one.bpp_i)
+        np.testing.assert_array_equal(f.bpp_p[keep], one.bpp_p)
+        np.testing.assert_array_equal(f.mfe, one.mfe)
+        assert f.parameter_sets == 3 and f.bpp_x.shape == (len(f.bpp_p), 2)
+    try:
+        for s, name in enumerate(PARAMETER_SETS):
+            LOADERS[name]()  # ViennaRNA's own way: the parameter file as the global default
+            for f, seq in zip(feats, seqs, strict=True):
+                fc = RNA.fold_compound(seq)
+                fc.pf()
+                bpp = np.array(fc.bpp())
+                p = f.bpp_p if s == 0 else f.bpp_x[:, s - 1]
+                i, j = np.nonzero(bpp >= BPP_FLOOR)
+                cells = set(zip(f.bpp_i.tolist(), f.bpp_j.tolist(), strict=True))
+                assert set(zip((i - 1).tolist(), (j - 1).tolist(), strict=True)) <= cells
+                want = bpp[f.bpp_i + 1, f.bpp_j + 1]
+                np.testing.assert_allclose(p, np.where(want >= BPP_FLOOR, want, 0), rtol=1e-5,
+                                           atol=1e-7)
+    finally:
+        RNA.params_load_RNA_Turner2004()
+    # computing the features leaves ViennaRNA's defaults at Turner 2004
+    assert RNA.fold_compound(seqs[-1]).mfe() == RNA.fold(seqs[-1])
+    cropped = feats[-1].crop(10, 60)
+    assert cropped.bpp_x.shape == (len(cropped.bpp_p), 2)
+
+
+def test_parameter_sets_round_trip_through_the_stage_and_the_pack(tmp_path):
+    splits = make_splits(tmp_path / "s", n_train=8, n_val=2)
+    table = splits / "train.parquet"
+    out = tmp_path / "f3.parquet"
+    counts = compute_shard(table, out, tmp_path / "r.parquet", kind="split", parameter_sets=3)
+    assert counts["parameter_sets"] == list(PARAMETER_SETS)
+    store = ThermoStore([out])
+    assert store.parameter_sets == 3
+    data = load_split(table)
+    for seq in data.sequences:
+        want = thermo_features(seq, parameter_sets=3)
+        got = store.get(seq)
+        np.testing.assert_array_equal(got.bpp_x, want.bpp_x)
+        np.testing.assert_array_equal(got.bpp_p, want.bpp_p)
+    pack_table(table, tmp_path / "p", thermo=store)
+    packed = PackedSplit(tmp_path / "p")
+    for k, seq in enumerate(data.sequences):
+        np.testing.assert_array_equal(packed.thermo_at(k).bpp_x, store.get(seq).bpp_x)
+    # a table written before parameter sets (no bpp_x column) reads as Turner only
+    old = tmp_path / "old.parquet"
+    pq.write_table(pq.read_table(out).drop(["bpp_x"]), old)
+    legacy = ThermoStore([old])
+    assert legacy.parameter_sets == 1
+    assert legacy.get(data.sequences[0]).parameter_sets == 1
+    # features_for recomputes what has fewer sets than asked for
+    more = features_for(data.sequences[:2], legacy, parameter_sets=2)
+    assert [f.parameter_sets for f in more] == [2, 2]
+    with pytest.raises(ConfigError, match="thermo.parameter_sets"):
+        compute_shard(table, tmp_path / "x.parquet", tmp_path / "xr.parquet", kind="split",
+                      parameter_sets=4)
+
+
+def test_a_model_reads_the_parameter_sets_it_was_built_for(tmp_path):
+    splits = make_splits(tmp_path / "s", n_train=6, n_val=2)
+    data = load_split(splits / "train.parquet")
+    data.thermo = [thermo_features(s, parameter_sets=3) for s in data.sequences]
+    ds = RNADataset(data, max_len=64, mask_prob=0.15, seed=0, train=True)
+    batch = collate([ds[(0, k)] for k in range(6)], 64, 8)
+    maps = thermo_maps(batch, 3)
+    assert maps.shape[1] == 4 and torch.equal(maps, maps.transpose(-1, -2))
+    for k in range(6):
+        f = data.thermo[k]
+        assert torch.equal(maps[k, 0, f.bpp_i + 1, f.bpp_j + 1], torch.from_numpy(f.bpp_p))
+        for s in range(2):
+            assert torch.equal(maps[k, 2 + s, f.bpp_i + 1, f.bpp_j + 1],
+                               torch.from_numpy(f.bpp_x[:, s]))
+    assert torch.equal(thermo_maps(batch, 1), maps[:, :2])
+    sub = subset_batch(batch, torch.tensor([5, 2]), 8)
+    w = sub["tokens"].shape[1]
+    assert torch.equal(thermo_maps(sub, 3), maps[[5, 2]][:, :, :w, :w])
+    # channels: (p, log p, MFE) as for one set, then (p', log p') per further set
+    ch = thermo_channels(maps)
+    assert ch.shape[1] == 7 and torch.equal(ch[:, :3], thermo_channels(maps[:, :2]))
+    assert torch.equal(ch[:, 3], maps[:, 2]) and torch.equal(ch[:, 5], maps[:, 3])
+    cfg = model_config_for("tiny", thermo_features=True, thermo_parameter_sets=3)
+    model = GenesisRNA(cfg)
+    out = model(**model_inputs(batch, cfg))
+    assert out["pair_logits"].shape == batch["tokens"].shape + batch["tokens"].shape[1:]
+    data.thermo = [thermo_features(s) for s in data.sequences]
+    turner_only = collate([RNADataset(data, max_len=64, mask_prob=0.15, seed=0,
+                                      train=True)[(0, k)] for k in range(2)], 64, 8)
+    with pytest.raises(ConfigError, match="thermo_parameter_sets"):
+        model_inputs(turner_only, cfg)
+    with pytest.raises(ConfigError, match="thermo_parameter_sets"):
+        model_config_for("tiny", thermo_parameter_sets=4)

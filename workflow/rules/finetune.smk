@@ -59,7 +59,7 @@ rule finetune_model:
         init=lambda wc, input: f"--init_from {input.init[0]}" if input.init else "",
         overrides=lambda wc: train_overrides("finetune")
         + (
-            " --thermo_features"
+            f" --thermo_features --thermo_parameter_sets {config['thermo']['parameter_sets']}"
             if run_reads_thermo(wc.run)
             else " --no-thermo_features"
         ),

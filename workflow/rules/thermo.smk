@@ -25,6 +25,7 @@ rule thermo_features:
     threads: config["thermo"]["threads"]
     params:
         kind=lambda wc: wc.data.partition("_")[0],
+        parameter_sets=config["thermo"]["parameter_sets"],
         max_length=lambda wc: (
             config["evaluate"]["max_length"] or config["thermo"]["max_length"]
             if wc.data in ("split_test",) or wc.data.startswith("benchmark_")

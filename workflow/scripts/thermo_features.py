@@ -17,6 +17,7 @@ if __name__ == "__main__":
             shards=int(snakemake.wildcards.shards),
             max_length=snakemake.params.max_length,
             threads=snakemake.threads,
+            parameter_sets=snakemake.params.parameter_sets,
             progress=True,
         )
         counts["data"] = snakemake.wildcards.data
