@@ -1,8 +1,9 @@
 """The trained models side by side: one row per (model run, data set) from each run's
 evaluation ``summary.json`` (pretrained ``train``, ``finetune``, ``finetune_scratch`` and the
 ``*_nothermo`` ablations), with ViennaRNA MFE and MEA on the same sequences as the reference
-columns; ``model_minus_best_vienna`` compares with the better of the two, which is what a user
-choosing between this model and ``RNAfold`` would compare with.
+columns; ``model_minus_best_vienna`` compares with the best ViennaRNA mode reported
+(``best_vienna``: MFE, MEA, or MEA under a further parameter set when the thermo stage computed
+them), which is what a user choosing between this model and ``RNAfold`` would compare with.
 
     python -m genesis_rna.compare_models --summary train=results/evaluation/train/summary.json \
         --summary finetune=results/evaluation/finetune/summary.json --out models.tsv
@@ -22,6 +23,7 @@ from genesis_rna.atomic import atomic_open
 from genesis_rna.errors import GenesisError, InputFileError
 
 COLUMNS = ("run", "thermo_features", "dataset", "n", "model_f1", "vienna_f1", "vienna_mea_f1",
+           "best_vienna", "best_vienna_f1",
            "model_minus_vienna", "model_minus_best_vienna", "model_f1_shift",
            "model_precision", "model_recall", "model_element_accuracy",
            "model_pairs_element_accuracy", "vienna_element_accuracy", "mlm_accuracy",
@@ -47,13 +49,19 @@ def compare(summaries: Mapping[str, str | Path]) -> pd.DataFrame:
         for name, block in datasets.items():
             model_f1, vienna_f1 = _get(block, "all", "model", "f1"), _get(block, "all", "vienna", "f1")
             mea_f1 = _get(block, "all", "vienna_mea", "f1")
-            best = max((f for f in (vienna_f1, mea_f1) if f is not None), default=None)
+            # ViennaRNA at its best: MFE, MEA, and MEA under further parameter sets if reported
+            modes = {m: _get(block, "all", m, "f1") for m in block.get("all", {})
+                     if m.startswith("vienna")}
+            modes = {m: f for m, f in modes.items() if f is not None}
+            best_mode = max(modes, key=modes.get, default=None)
+            best = modes.get(best_mode)
             rows.append({
                 "run": run, "thermo_features": summary.get("thermo_features", False),
                 "dataset": name, "n": _get(block, "all", "n"),
                 "model_f1": model_f1, "vienna_f1": vienna_f1, "vienna_mea_f1": mea_f1,
                 "model_minus_vienna": (model_f1 - vienna_f1 if model_f1 is not None
                                        and vienna_f1 is not None else None),
+                "best_vienna": best_mode, "best_vienna_f1": best,
                 "model_minus_best_vienna": (model_f1 - best if model_f1 is not None
                                             and best is not None else None),
                 "model_f1_shift": _get(block, "all", "model", "f1_shift"),

@@ -32,8 +32,11 @@ _FOUND, _WRONG, _MISSED = "tab:green", "tab:red", "tab:purple"
 # Said under the title when the data set's labels are the baseline's own folds.
 BASELINE_LABELS_NOTE = "(test labels are ViennaRNA folds: the baseline matches them by construction)"
 # Methods drawn, in legend order, with their labels and colours.
-_LABELS = {"model": "Genesis RNA model", "vienna": "ViennaRNA MFE", "vienna_mea": "ViennaRNA MEA"}
-_COLORS = {"model": "tab:blue", "vienna": "tab:orange", "vienna_mea": "tab:green"}
+_LABELS = {"model": "Genesis RNA model", "vienna": "ViennaRNA MFE", "vienna_mea": "ViennaRNA MEA",
+           "vienna_mea_andronescu2007": "ViennaRNA MEA, Andronescu 2007",
+           "vienna_mea_langdon2018": "ViennaRNA MEA, Langdon 2018"}
+_COLORS = {"model": "tab:blue", "vienna": "tab:orange", "vienna_mea": "tab:green",
+           "vienna_mea_andronescu2007": "tab:purple", "vienna_mea_langdon2018": "tab:brown"}
 
 
 def _save_figure(fig, path: Path) -> None:

@@ -72,7 +72,7 @@ from genesis_rna.eval_metrics import (
     unigram_scores,
 )
 from genesis_rna.eval_plots import plot_evaluation
-from genesis_rna.folding import ThermoFeatures, vienna_version
+from genesis_rna.folding import PARAMETER_SETS, ThermoFeatures, vienna_version
 from genesis_rna.inference import (
     default_batch_cells,
     length_batches,
@@ -89,6 +89,8 @@ from genesis_rna.tokenization import A_ID, N_ID, VOCAB
 
 TEST_NAME = "test"
 METHODS = ("model", "vienna", "vienna_mea")
+# ViennaRNA's MEA structure under the further parameter sets, when the features carry them
+FURTHER_MEA = tuple(f"vienna_mea_{name}" for name in PARAMETER_SETS[1:])
 # ViennaRNA MEA threshold when none is given: gamma = 1 (t = 1 / (gamma + 1)), the
 # gamma-centroid default of CentroidFold and of RNAfold --MEA's gamma
 DEFAULT_MEA_THRESHOLD = 0.5
@@ -229,12 +231,25 @@ def _group_block(scores: Mapping[str, list[dict]], elements: Mapping[str, list[s
 
 
 def vienna_baselines(records: Sequence[EvalRecord], features: Sequence[ThermoFeatures],
-                     mea_threshold: float, min_sep: int = 4) -> dict[str, list[list[Pair]]]:
-    """ViennaRNA's MFE pairs and its MEA structure (nested, ``mea_threshold``) per record."""
-    mea = [decode_candidates(sparse_candidates(r.sequence, f.bpp_i, f.bpp_j, f.bpp_p, min_sep),
-                             mea_threshold, "mea")
-           for r, f in zip(records, features, strict=True)]
-    return {"vienna": [sorted(map(tuple, f.mfe.tolist())) for f in features], "vienna_mea": mea}
+                     mea_threshold: float, min_sep: int = 4,
+                     further_thresholds: Mapping[str, float] | None = None
+                     ) -> dict[str, list[list[Pair]]]:
+    """ViennaRNA's MFE pairs and its MEA structure (nested, ``mea_threshold``) per record, and
+    the MEA structure under each further parameter set all ``features`` carry
+    (``vienna_mea_<set>``, threshold from ``further_thresholds`` or ``DEFAULT_MEA_THRESHOLD``)."""
+    def mea(s: int, t: float) -> list[list[Pair]]:
+        return [decode_candidates(sparse_candidates(
+                    r.sequence, f.bpp_i, f.bpp_j, f.bpp_p if s == 0 else f.bpp_x[:, s - 1],
+                    min_sep), t, "mea") for r, f in zip(records, features, strict=True)]
+
+    out = {"vienna": [sorted(map(tuple, f.mfe.tolist())) for f in features],
+           "vienna_mea": mea(0, mea_threshold)}
+    sets = min((f.parameter_sets for f in features), default=1)
+    for s in range(1, sets):
+        name = PARAMETER_SETS[s]
+        out[f"vienna_mea_{name}"] = mea(s, (further_thresholds or {}).get(
+            name, DEFAULT_MEA_THRESHOLD))
+    return out
 
 
 def _dot_bracket(pairs: list[Pair], length: int) -> str:
@@ -336,10 +351,10 @@ def summary_rows(dataset: str, block: dict) -> list[dict]:
     for breakdown, name, b in groups:
         row: dict = {"dataset": dataset, "breakdown": breakdown, "group": name, "n": b["n"]}
         for metric in TSV_METRICS:
-            for method in METHODS:
+            for method in (*METHODS, *FURTHER_MEA):
                 if method in b:
                     row[f"{method}_{metric}"] = b[method][metric]
-        for method in METHODS:
+        for method in (*METHODS, *FURTHER_MEA):
             if method in b:
                 row[f"{method}_element_accuracy"] = b[method]["element"]["accuracy"]
                 row[f"{method}_element_macro_f1"] = b[method]["element"]["macro_f1"]
@@ -387,6 +402,7 @@ def evaluate(
     thermo: Sequence[str | Path] = (),
     vienna_mea_threshold: float | None = None,
     vienna_mea_source: str | None = None,
+    vienna_mea_further: Mapping[str, float] | None = None,
     progress: bool = True,
 ) -> dict:
     """Evaluate ``checkpoint`` on the test split and each benchmark; write the outputs listed
@@ -398,7 +414,9 @@ def evaluate(
     ``thermo``: the thermo stage's feature tables of these data sets; ``baseline_cache``: a
     feature table read when present and rewritten with what was computed here (reruns reuse
     it). ``vienna_mea_threshold``: ViennaRNA MEA's threshold (default ``DEFAULT_MEA_THRESHOLD``),
-    ``vienna_mea_source``: where it was tuned (said in the summary).
+    ``vienna_mea_source``: where it was tuned (said in the summary); ``vienna_mea_further``:
+    thresholds of the MEA baselines under further parameter sets (``vienna_mea_<set>``, when
+    the features carry them).
     """
     t_start = time.perf_counter()
     benchmarks = dict(benchmarks or {})
@@ -446,6 +464,7 @@ def evaluate(
                      f"{vienna_mea_source or 'gamma = 1, not tuned'})") if baseline else None,
         "vienna_mea_threshold": mea_t if baseline else None,
         "vienna_mea_source": vienna_mea_source if baseline else None,
+        "vienna_mea_further_thresholds": dict(vienna_mea_further or {}) if baseline else None,
         "thermo_features": reads_thermo,
         "length_bins": length_bin_labels(LENGTH_BIN_EDGES),
         "max_sequences": max_sequences, "max_length": max_length, "datasets": {},
@@ -489,7 +508,8 @@ def evaluate(
                                    batch_cells=batch_cells, thermo=feats if reads_thermo else None,
                                    progress=progress, desc=f"model {name}")
         t2 = time.perf_counter()
-        baselines = vienna_baselines(records, feats, mea_t, min_sep) if baseline else None
+        baselines = (vienna_baselines(records, feats, mea_t, min_sep, vienna_mea_further)
+                     if baseline else None)
         t3 = time.perf_counter()
         frame, scored = score_dataset(records, preds, baselines)
         block.update(scored)

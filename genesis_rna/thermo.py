@@ -269,21 +269,30 @@ def tune_mea_threshold(table: str | Path, store: ThermoStore, min_sep: int = 4) 
     from genesis_rna.pair_metrics import pair_counts, prf
 
     data = load_split(table)
-    cands, truths, missing = [], [], 0
+    sets = store.parameter_sets
+    cands, truths, missing = [[] for _ in range(sets)], [], 0
     for seq, pairs in zip(data.sequences, data.pairs, strict=True):
         f = store.get(seq)
         if f is None:
             missing += 1
             continue
-        cands.append(sparse_candidates(seq, f.bpp_i, f.bpp_j, f.bpp_p, min_sep))
+        for s in range(sets):
+            p = f.bpp_p if s == 0 else f.bpp_x[:, s - 1]
+            cands[s].append(sparse_candidates(seq, f.bpp_i, f.bpp_j, p, min_sep))
         truths.append([tuple(p) for p in pairs.tolist()])
-    if not cands:
+    if not truths:
         raise InputFileError(table, "no sequence of this table has thermodynamic features")
-    best, f1 = tune_threshold(cands, truths, "mea")
+    best, f1 = tune_threshold(cands[0], truths, "mea")
+    # the MEA structures under the further parameter sets the features carry: baselines too
+    further = {}
+    for s in range(1, sets):
+        t, f = tune_threshold(cands[s], truths, "mea")
+        further[PARAMETER_SETS[s]] = {"threshold": t, "val_f1": f}
     mfe = [prf(*pair_counts([tuple(p) for p in store.get(s).mfe.tolist()], t))[2]
            for s, t in zip((s for s in data.sequences if s in store), truths, strict=True)]
     return {"threshold": best, "val_f1": f1, "val_mfe_f1": float(np.mean(mfe)),
-            "n": len(cands), "n_without_features": missing, "table": str(table),
+            "n": len(truths), "n_without_features": missing, "table": str(table),
+            "parameter_sets": further,
             "thresholds": list(TUNE_THRESHOLDS["mea"])}
 
 

@@ -34,6 +34,19 @@ def test_models_side_by_side(tmp_path):
     assert back.loc[0, "mlm_accuracy"] == 0.4 and pd.isna(back.loc[1, "mlm_accuracy"])
     assert (back["model_pairs_element_accuracy"] == 0.6).all()
     assert len(frame) == 4
+    assert list(back["best_vienna"]) == ["vienna_mea"] * 4
+
+
+def test_best_vienna_includes_further_parameter_sets(tmp_path):
+    a = _summary(tmp_path / "a.json", 0.6, 0.5)
+    summary = json.loads(a.read_text())
+    summary["datasets"]["vl0"] = json.loads(json.dumps(summary["datasets"]["vl0"]))
+    summary["datasets"]["vl0"]["all"]["vienna_mea_langdon2018"] = {"f1": 0.7}
+    a.write_text(json.dumps(summary))
+    back = write_comparison({"finetune": a}, tmp_path / "models.tsv").set_index("dataset")
+    assert back.loc["vl0", "best_vienna"] == "vienna_mea_langdon2018"
+    assert back.loc["vl0", "model_minus_best_vienna"] == pytest.approx(-0.1)
+    assert back.loc["test", "best_vienna"] == "vienna_mea"
 
 
 def test_bad_summary_is_named(tmp_path, capsys):

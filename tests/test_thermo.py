@@ -377,3 +377,33 @@ def test_a_model_reads_the_parameter_sets_it_was_built_for(tmp_path):
         model_inputs(turner_only, cfg)
     with pytest.raises(ConfigError, match="thermo_parameter_sets"):
         model_config_for("tiny", thermo_parameter_sets=4)
+
+
+def test_further_parameter_sets_are_baselines_tuned_on_validation(tmp_path):
+    from genesis_rna.decoding import decode_candidates, sparse_candidates
+    from genesis_rna.evaluate import EvalRecord, vienna_baselines
+
+    splits = make_splits(tmp_path / "s", n_train=4, n_val=12, min_len=40, max_len=90)
+    out = tmp_path / "v3.parquet"
+    compute_shard(splits / "val.parquet", out, tmp_path / "r.parquet", kind="split",
+                  parameter_sets=3)
+    store = ThermoStore([out])
+    tuned = tune_mea_threshold(splits / "val.parquet", store)
+    assert set(tuned["parameter_sets"]) == set(PARAMETER_SETS[1:])
+    # the default set's tuning is the one a Turner-only table gives
+    one = tune_mea_threshold(splits / "val.parquet", _stored(tmp_path, splits / "val.parquet"))
+    assert (tuned["threshold"], tuned["val_f1"]) == (one["threshold"], one["val_f1"])
+    data = load_split(splits / "val.parquet")
+    records = [EvalRecord(f"r{k}", s, [tuple(p) for p in ps.tolist()], None)
+               for k, (s, ps) in enumerate(zip(data.sequences, data.pairs, strict=True))]
+    feats = [store.get(r.sequence) for r in records]
+    thresholds = {k: v["threshold"] for k, v in tuned["parameter_sets"].items()}
+    base = vienna_baselines(records, feats, tuned["threshold"], 4, thresholds)
+    assert set(base) == {"vienna", "vienna_mea", *(f"vienna_mea_{n}" for n in PARAMETER_SETS[1:])}
+    for r, f, got in zip(records, feats, base["vienna_mea_langdon2018"], strict=True):
+        want = decode_candidates(sparse_candidates(r.sequence, f.bpp_i, f.bpp_j, f.bpp_x[:, 1]),
+                                 thresholds["langdon2018"], "mea")
+        assert got == want
+    # Turner-only features: MFE and MEA only
+    assert set(vienna_baselines(records, [thermo_features(r.sequence) for r in records],
+                                0.5)) == {"vienna", "vienna_mea"}
