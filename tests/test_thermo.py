@@ -100,9 +100,10 @@ def test_stage_shards_partition_rows_and_list_what_is_not_folded(tmp_path, seqs)
         ThermoStore([tmp_path / "none.parquet"])
 
 
-def _stored(tmp_path: Path, table: Path) -> ThermoStore:
-    out = tmp_path / f"{table.stem}.features.parquet"
-    compute_shard(table, out, tmp_path / f"{table.stem}.rejected.parquet", kind="split")
+def _stored(tmp_path: Path, table: Path, parameter_sets: int = 1) -> ThermoStore:
+    out = tmp_path / f"{table.stem}.{parameter_sets}.features.parquet"
+    compute_shard(table, out, tmp_path / f"{table.stem}.rejected.parquet", kind="split",
+                  parameter_sets=parameter_sets)
     return ThermoStore([out])
 
 
@@ -174,6 +175,7 @@ def test_model_without_features_loads_unchanged_into_one_with_them(seqs):
 
 
 def test_finetune_with_features_from_a_model_without_them(tmp_path):
+    """Reading all three parameter sets (the demo workflow test fine-tunes with one)."""
     splits = make_splits(tmp_path / "s", n_train=24, n_val=8)
     pre = run_cli(["--data_path", str(splits), "--output_dir", str(tmp_path / "pre"),
                    "--num_epochs", "1", *TINY_ARGS])
@@ -181,26 +183,29 @@ def test_finetune_with_features_from_a_model_without_them(tmp_path):
     packed = tmp_path / "packed"
     for split in ("train", "val"):
         pack_table(splits / f"{split}.parquet", packed / split,
-                   thermo=_stored(tmp_path, splits / f"{split}.parquet"))
+                   thermo=_stored(tmp_path, splits / f"{split}.parquet", 3))
     args = ["--data_path", str(packed), "--output_dir", str(tmp_path / "ft"), "--num_epochs", "1",
             "--init_from", str(tmp_path / "pre" / "model.pt"), *TINY_ARGS]
-    r = run_cli([*args, "--thermo_features"])
+    r = run_cli([*args, "--thermo_features", "--thermo_parameter_sets", "3"])
     assert r.returncode == 0, r.stderr
     assert "new at zero: pair_head.thermo_in.weight" in r.stdout + r.stderr
     state = torch.load(tmp_path / "ft" / "model.pt", map_location="cpu", weights_only=True)
     assert state["model_config"]["thermo_features"] is True
+    assert state["model_config"]["thermo_parameter_sets"] == 3
+    assert state["model"]["pair_head.thermo_in.weight"].shape[1] == 7
     assert float(state["model"]["pair_head.thermo_out.weight"].abs().sum()) > 0  # it trained
     # evaluated on a test split (pairs and MLM), the features read from the stage's table
     from genesis_rna.evaluate import evaluate
 
     test_store = tmp_path / "test.features.parquet"
     compute_shard(splits / "test.parquet", test_store, tmp_path / "test.rejected.parquet",
-                  kind="split")
+                  kind="split", parameter_sets=3)
     summary = evaluate(tmp_path / "ft" / "model.pt", splits / "test.parquet", None,
                        tmp_path / "eval", device="cpu", thermo=[test_store], progress=False)
     assert summary["thermo_features"] and summary["thermo_features_computed"] == 0
     assert summary["datasets"]["test"]["mlm"]["model"]["n_masked"] > 0
     assert 0 <= summary["datasets"]["test"]["all"]["vienna_mea"]["f1"] <= 1
+    assert 0 <= summary["datasets"]["test"]["all"]["vienna_mea_langdon2018"]["f1"] <= 1
     # a model with features cannot start from unpacked tables that lack them
     r = run_cli(["--data_path", str(splits), "--output_dir", str(tmp_path / "ft2"),
                  "--num_epochs", "1", "--thermo_features", *TINY_ARGS])
