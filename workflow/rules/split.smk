@@ -35,7 +35,6 @@ rule split_dataset:
         decontaminate_coverage=config["split"]["decontaminate_coverage"],
         decontaminate_level=config["split"]["decontaminate_level"],
         decontaminate_evalue=config["split"]["decontaminate_evalue"],
-        family_table=config["split"]["family_table"],
         memory_limit=config["split"]["memory_limit"],
     script:
         "../scripts/split_dataset.py"

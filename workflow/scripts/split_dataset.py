@@ -20,7 +20,7 @@ with rule_log(snakemake.log[0]):
         decontaminate_coverage=snakemake.params.decontaminate_coverage,
         decontaminate_level=snakemake.params.decontaminate_level,
         decontaminate_evalue=snakemake.params.decontaminate_evalue,
-        family_table=snakemake.params.family_table,
+        family_table=(snakemake.input.family_table[0] if snakemake.input.family_table else None),
         threads=snakemake.threads,
         memory_limit=snakemake.params.memory_limit,
     )
