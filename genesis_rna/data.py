@@ -292,12 +292,11 @@ def thermo_maps(batch: dict[str, torch.Tensor], parameter_sets: int = 1) -> torc
     p = batch["bpp_prob"].to(maps.device)
     if parameter_sets > 1:
         p = torch.cat([p[:, None], batch["bpp_xprob"][:, : parameter_sets - 1].to(maps.device)], 1)
-        channels = torch.tensor([0, *range(2, parameter_sets + 1)], device=maps.device)
-        maps[r[:, None], channels, i[:, None], j[:, None]] = p
-        maps[r[:, None], channels, j[:, None], i[:, None]] = p
     else:
-        maps[r, 0, i, j] = p
-        maps[r, 0, j, i] = p
+        p = p[:, None]
+    channels = torch.tensor([0, *range(2, parameter_sets + 1)], device=maps.device)
+    maps[r[:, None], channels, i[:, None], j[:, None]] = p
+    maps[r[:, None], channels, j[:, None], i[:, None]] = p
     r, i, j = batch["mfe_index"].to(maps.device).unbind(1)
     maps[r, 1, i, j] = 1.0
     maps[r, 1, j, i] = 1.0

@@ -239,8 +239,7 @@ def vienna_baselines(records: Sequence[EvalRecord], features: Sequence[ThermoFea
     (``vienna_mea_<set>``, threshold from ``further_thresholds`` or ``DEFAULT_MEA_THRESHOLD``)."""
     def mea(s: int, t: float) -> list[list[Pair]]:
         return [decode_candidates(sparse_candidates(
-                    r.sequence, f.bpp_i, f.bpp_j, f.bpp_p if s == 0 else f.bpp_x[:, s - 1],
-                    min_sep), t, "mea") for r, f in zip(records, features, strict=True)]
+                    r.sequence, f.bpp_i, f.bpp_j, f.probabilities(s), min_sep), t, "mea") for r, f in zip(records, features, strict=True)]
 
     out = {"vienna": [sorted(map(tuple, f.mfe.tolist())) for f in features],
            "vienna_mea": mea(0, mea_threshold)}

@@ -101,6 +101,10 @@ class ThermoFeatures:
         """How many of ``PARAMETER_SETS`` (in order) these features hold."""
         return 1 + self.bpp_x.shape[1]
 
+    def probabilities(self, s: int) -> np.ndarray:
+        """The cells' pair probabilities under ``PARAMETER_SETS[s]``."""
+        return self.bpp_p if s == 0 else self.bpp_x[:, s - 1]
+
     def crop(self, start: int, n: int) -> ThermoFeatures:
         """The features of positions start..start+n-1 (pairs with both bases inside), re-indexed."""
         keep = (self.bpp_i >= start) & (self.bpp_j < start + n)

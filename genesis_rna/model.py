@@ -198,15 +198,15 @@ PAIR_PRIOR = 0.01  # initial pair probability of every cell
 # is in orders of magnitude) and the MFE pair indicator; then p and log p under each further
 # parameter set (thermo_parameter_sets).
 THERMO_CHANNELS = 3
-
-
-def thermo_channel_count(parameter_sets: int) -> int:
-    return THERMO_CHANNELS + 2 * (parameter_sets - 1)
 # The thermodynamic layers start at zero (the loaded model's output unchanged) and are
 # multiplied by this gain, which scales their effective Adam step the same way: at a
 # fine-tune learning rate of 5e-4, unscaled weights would need thousands of steps to move a
 # logit by the several units that separate p = 0.01 from p = 0.9.
 THERMO_GAIN = 10.0
+
+
+def thermo_channel_count(parameter_sets: int) -> int:
+    return THERMO_CHANNELS + 2 * (parameter_sets - 1)
 
 
 def thermo_channels(thermo: torch.Tensor) -> torch.Tensor:

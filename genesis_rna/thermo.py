@@ -277,8 +277,7 @@ def tune_mea_threshold(table: str | Path, store: ThermoStore, min_sep: int = 4) 
             missing += 1
             continue
         for s in range(sets):
-            p = f.bpp_p if s == 0 else f.bpp_x[:, s - 1]
-            cands[s].append(sparse_candidates(seq, f.bpp_i, f.bpp_j, p, min_sep))
+            cands[s].append(sparse_candidates(seq, f.bpp_i, f.bpp_j, f.probabilities(s), min_sep))
         truths.append([tuple(p) for p in pairs.tolist()])
     if not truths:
         raise InputFileError(table, "no sequence of this table has thermodynamic features")
